@@ -1,0 +1,124 @@
+# Makefile -- the one build file: daemons, tools, tests, sanitizer build, lint.
+#
+# Non-recursive: every object is a target of this file, with dependency files
+# (-MMD -MP) so a header change rebuilds what includes it. Objects go under
+# $(BUILD), programs under $(BIN). `make asan` builds a second tree with
+# AddressSanitizer + UBSan under build/asan and runs the tests against it.
+
+CC        ?= gcc
+BUILD     ?= build/release
+BIN       ?= bin
+SANITIZER ?=
+OPT       ?= -O2
+
+WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CFLAGS := -std=c11 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) -MMD -MP -Ishared \
+          -I/usr/include/hiredis -I/usr/include/cjson -I/usr/include/mariadb \
+          -D_FILE_OFFSET_BITS=64 $(EXTRA_CFLAGS)
+LDFLAGS_ALL := $(EXTRA_LDFLAGS)
+ifneq ($(SANITIZER),)
+CFLAGS      += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS_ALL += -fsanitize=$(SANITIZER)
+endif
+
+LIB_EVENT  := -levent_pthreads -levent
+LIB_HIREDIS := -lhiredis
+LIB_NNG    := -lnng -pthread
+LIB_CJSON  := -lcjson
+LIB_INIH   := -linih
+LIB_MYSQL  := -lmariadb
+LIB_CMOCKA := -lcmocka
+
+# ---- sources --------------------------------------------------------------
+SH_SRC  := $(wildcard shared/*.c)
+SCH_SRC := $(wildcard scheduler/*.c)
+PN_SRC  := $(wildcard partition-node/*.c)
+SW_SRC  := $(wildcard sync-worker/*.c)
+CTL_SRC := $(wildcard scheduler/stockctl/*.c)
+LG_SRC  := $(wildcard bench/loadgen/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+SH_LIB := $(BUILD)/libsh.a
+PROGS  := $(BIN)/stock-scheduler $(BIN)/stock-node $(BIN)/stock-syncd $(BIN)/stockctl \
+          $(BIN)/stock-loadgen
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/tests/unit/%,$(UNIT_SRC))
+INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTEG_SRC))
+
+.PHONY: all test asan lint clean demo bench test-bins deps format
+all: $(PROGS) test-bins
+
+test-bins: $(UNIT_BINS) $(INTEG_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(SH_LIB): $(call obj,$(SH_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/stock-scheduler: $(call obj,$(SCH_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH)
+
+$(BIN)/stock-node: $(call obj,$(PN_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_NNG) $(LIB_INIH)
+
+$(BIN)/stock-syncd: $(call obj,$(SW_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH)
+
+$(BIN)/stockctl: $(call obj,$(CTL_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_CJSON)
+
+$(BIN)/stock-loadgen: $(call obj,$(LG_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON)
+
+TEST_LIBS := $(LIB_CMOCKA) $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_MYSQL)
+
+$(BIN)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TESTLIB_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS)
+
+# ---- commands -------------------------------------------------------------
+deps:
+	bash scripts/deps.sh
+
+# deps, build, unit tests, infra up, integration tests, infra down (in a trap).
+test: deps
+	$(MAKE) all
+	BIN=$(BIN) bash tests/run.sh
+
+asan: deps
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin SANITIZER=address,undefined OPT=-O1 all
+	BIN=build/asan/bin ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run.sh
+
+LINT_FILES := $(wildcard shared/*.[ch] scheduler/*.[ch] partition-node/*.[ch] sync-worker/*.[ch] \
+              scheduler/*/*.[ch] bench/*/*.[ch] tests/*/*.[ch])
+lint:
+	clang-format --dry-run -Werror $(LINT_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	    --std=c11 --inline-suppr --suppress=missingIncludeSystem -Ishared $(LINT_FILES)
+
+format:
+	clang-format -i $(LINT_FILES)
+
+demo:
+	@bash scripts/demo.sh
+
+bench:
+	@bash bench/compare.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
