@@ -14,10 +14,22 @@ static uint64_t sh_clock_read_ns(clockid_t id)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t sh_clock_mono_ns(void) { return sh_clock_read_ns(CLOCK_MONOTONIC); }
-uint64_t sh_clock_mono_us(void) { return sh_clock_mono_ns() / 1000ull; }
-uint64_t sh_clock_mono_ms(void) { return sh_clock_mono_ns() / 1000000ull; }
-uint64_t sh_clock_wall_ms(void) { return sh_clock_read_ns(CLOCK_REALTIME) / 1000000ull; }
+uint64_t sh_clock_mono_ns(void)
+{
+    return sh_clock_read_ns(CLOCK_MONOTONIC);
+}
+uint64_t sh_clock_mono_us(void)
+{
+    return sh_clock_mono_ns() / 1000ull;
+}
+uint64_t sh_clock_mono_ms(void)
+{
+    return sh_clock_mono_ns() / 1000000ull;
+}
+uint64_t sh_clock_wall_ms(void)
+{
+    return sh_clock_read_ns(CLOCK_REALTIME) / 1000000ull;
+}
 
 void sh_clock_sleep_ms(uint64_t ms)
 {

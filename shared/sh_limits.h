@@ -11,67 +11,67 @@
 #include <stdint.h>
 
 /* ---- identifiers ------------------------------------------------------- */
-#define SH_SKU_ID_CHARS_MAX 64     /* sku_id VARCHAR(64) */
-#define SH_ORDER_ID_CHARS_MAX 64   /* order ids: 1..64 of [A-Za-z0-9_.:-] */
-#define SH_USER_ID_CHARS_MAX 64    /* user ids: same alphabet */
-#define SH_SKU_NAME_CHARS_MAX 128  /* sku.name VARCHAR(128) */
-#define SH_RESTOCK_ID_CHARS_MAX 64 /* restock.restock_id VARCHAR(64) */
-#define SH_MESSAGE_CHARS_MAX 200   /* error text carried in wire replies */
+#define SH_SKU_ID_CHARS_MAX     64  /* sku_id VARCHAR(64) */
+#define SH_ORDER_ID_CHARS_MAX   64  /* order ids: 1..64 of [A-Za-z0-9_.:-] */
+#define SH_USER_ID_CHARS_MAX    64  /* user ids: same alphabet */
+#define SH_SKU_NAME_CHARS_MAX   128 /* sku.name VARCHAR(128) */
+#define SH_RESTOCK_ID_CHARS_MAX 64  /* restock.restock_id VARCHAR(64) */
+#define SH_MESSAGE_CHARS_MAX    200 /* error text carried in wire replies */
 
 /* ---- stock quantities ---------------------------------------------------- */
-#define SH_QTY_UNITS_MAX 1000              /* largest qty of one deduction (default max_qty) */
-#define SH_SKU_TOTAL_UNITS_MAX 1000000000LL /* 1e9 units per SKU */
-#define SH_PARTITIONS_PER_SKU_MAX 256      /* partitions of one SKU */
-#define SH_SKUS_MAX 4096                   /* SKUs in the registry */
-#define SH_CHUNK_UNITS_MIN 1
-#define SH_CHUNK_UNITS_MAX 10000000 /* one grant */
+#define SH_QTY_UNITS_MAX            1000 /* largest qty of one deduction (default max_qty) */
+#define SH_SKU_TOTAL_UNITS_MAX      1000000000LL /* 1e9 units per SKU */
+#define SH_PARTITIONS_PER_SKU_MAX   256          /* partitions of one SKU */
+#define SH_SKUS_MAX                 4096         /* SKUs in the registry */
+#define SH_CHUNK_UNITS_MIN          1
+#define SH_CHUNK_UNITS_MAX          10000000 /* one grant */
 #define SH_PER_USER_LIMIT_UNITS_MAX 1000000
 
 /* ---- wire codec ------------------------------------------------------- */
-#define SH_WIRE_HEADER_BYTES 16
+#define SH_WIRE_HEADER_BYTES  16
 #define SH_WIRE_MSG_BYTES_MAX (4u * 1024u * 1024u) /* one NNG message; RECVMAXSZ */
-#define SH_WIRE_ITEMS_MAX 4096                    /* items in one deduct/release message */
-#define SH_WIRE_DETAILS_MAX 8192                  /* details in one batch */
+#define SH_WIRE_ITEMS_MAX     4096                 /* items in one deduct/release message */
+#define SH_WIRE_DETAILS_MAX   8192                 /* details in one batch */
 
 /* ---- batching ----------------------------------------------------------- */
 #define SH_DEDUCT_BATCH_ITEMS_MAX 1024 /* deductions coalesced into one script call */
 #define SH_SYNC_BATCH_DETAILS_MAX SH_WIRE_DETAILS_MAX
-#define SH_SYNC_INTERVAL_MS_MIN 10
-#define SH_SYNC_INTERVAL_MS_MAX 60000
+#define SH_SYNC_INTERVAL_MS_MIN   10
+#define SH_SYNC_INTERVAL_MS_MAX   60000
 
 /* ---- HTTP ---------------------------------------------------------------- */
-#define SH_HTTP_BODY_BYTES_MAX 4096   /* default body limit; larger -> 413 */
-#define SH_HTTP_BODY_BYTES_LIMIT 65536 /* the most a config may allow */
+#define SH_HTTP_BODY_BYTES_MAX    4096  /* default body limit; larger -> 413 */
+#define SH_HTTP_BODY_BYTES_LIMIT  65536 /* the most a config may allow */
 #define SH_HTTP_HEADERS_BYTES_MAX 8192
 
 /* ---- Redis Cluster router ----------------------------------------------- */
-#define SH_CLUSTER_SLOTS 16384
-#define SH_CLUSTER_NODES_MAX 64          /* nodes the router connects to */
-#define SH_CLUSTER_REDIRECTS_MAX 5       /* MOVED/ASK/TRYAGAIN hops per command */
+#define SH_CLUSTER_SLOTS              16384
+#define SH_CLUSTER_NODES_MAX          64 /* nodes the router connects to */
+#define SH_CLUSTER_REDIRECTS_MAX      5  /* MOVED/ASK/TRYAGAIN hops per command */
 #define SH_CLUSTER_TIMEOUT_MS_DEFAULT 2000
-#define SH_CLUSTER_TIMEOUT_MS_MAX 60000
-#define SH_CLUSTER_REFRESH_MS_MIN 100    /* map refreshes at most this often */
-#define SH_CLUSTER_SCRIPTS_MAX 16        /* scripts a router loads on every master */
-#define SH_CLUSTER_ARGS_MAX 65536        /* arguments of one command */
+#define SH_CLUSTER_TIMEOUT_MS_MAX     60000
+#define SH_CLUSTER_REFRESH_MS_MIN     100   /* map refreshes at most this often */
+#define SH_CLUSTER_SCRIPTS_MAX        16    /* scripts a router loads on every master */
+#define SH_CLUSTER_ARGS_MAX           65536 /* arguments of one command */
 
 /* ---- config ------------------------------------------------------------- */
-#define SH_CONFIG_LINE_BYTES_MAX 1024
+#define SH_CONFIG_LINE_BYTES_MAX   1024
 #define SH_CONFIG_STRING_BYTES_MAX 256
-#define SH_CONFIG_KEYS_MAX 128
+#define SH_CONFIG_KEYS_MAX         128
 
 /* ---- logging ---------------------------------------------------------- */
 #define SH_LOG_LINE_BYTES_MAX 1024
 
 /* ---- histogram ---------------------------------------------------------- */
 #define SH_HIST_SUB_BUCKETS 64 /* linear buckets per power of two: <= 1.6% error */
-#define SH_HIST_MAGNITUDES 40  /* powers of two covered: up to 2^40 (ns: 18 min) */
+#define SH_HIST_MAGNITUDES  40 /* powers of two covered: up to 2^40 (ns: 18 min) */
 
 _Static_assert(SH_ORDER_ID_CHARS_MAX < 256, "ids travel with an 8-bit length");
 _Static_assert(SH_USER_ID_CHARS_MAX < 256, "ids travel with an 8-bit length");
 _Static_assert(SH_SKU_ID_CHARS_MAX < 256, "ids travel with an 8-bit length");
 _Static_assert(SH_DEDUCT_BATCH_ITEMS_MAX <= SH_WIRE_ITEMS_MAX, "a batch fits one message");
 _Static_assert(SH_SYNC_BATCH_DETAILS_MAX <= SH_WIRE_DETAILS_MAX, "a batch fits one message");
-_Static_assert((uint64_t)SH_WIRE_DETAILS_MAX * (32 + 2 * 64 + 2) < SH_WIRE_MSG_BYTES_MAX,
+_Static_assert((uint64_t)SH_WIRE_DETAILS_MAX *(32 + 2 * 64 + 2) < SH_WIRE_MSG_BYTES_MAX,
                "a full detail batch fits one message");
 _Static_assert(SH_HTTP_BODY_BYTES_MAX <= SH_HTTP_BODY_BYTES_LIMIT, "default within limit");
 _Static_assert(SH_CHUNK_UNITS_MAX <= SH_SKU_TOTAL_UNITS_MAX, "a chunk fits a SKU");

@@ -31,8 +31,8 @@ void sh_log(sh_log_level level, const char *module, const char *fmt, ...)
 void sh_logv(sh_log_level level, const char *module, const char *fmt, va_list ap);
 
 #define SH_DEBUG(mod, ...) sh_log(SH_LOG_DEBUG, (mod), __VA_ARGS__)
-#define SH_INFO(mod, ...) sh_log(SH_LOG_INFO, (mod), __VA_ARGS__)
-#define SH_WARN(mod, ...) sh_log(SH_LOG_WARN, (mod), __VA_ARGS__)
+#define SH_INFO(mod, ...)  sh_log(SH_LOG_INFO, (mod), __VA_ARGS__)
+#define SH_WARN(mod, ...)  sh_log(SH_LOG_WARN, (mod), __VA_ARGS__)
 #define SH_ERROR(mod, ...) sh_log(SH_LOG_ERROR, (mod), __VA_ARGS__)
 
 /* Logs the failed expression with file and line, then aborts. */
