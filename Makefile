@@ -16,6 +16,7 @@ CFLAGS := -std=c11 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) -MMD -MP -Ishared \
           -I/usr/include/hiredis -I/usr/include/cjson -I/usr/include/mariadb \
           -D_FILE_OFFSET_BITS=64 $(EXTRA_CFLAGS)
 LDFLAGS_ALL := $(EXTRA_LDFLAGS)
+LIB_M := -lm
 ifneq ($(SANITIZER),)
 CFLAGS      += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS_ALL += -fsanitize=$(SANITIZER)
@@ -49,6 +50,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTEG_SRC))
 
 .PHONY: all test asan lint clean demo bench test-bins deps format
+.SECONDARY:
 all: $(PROGS) test-bins
 
 test-bins: $(UNIT_BINS) $(INTEG_BINS)
@@ -64,29 +66,29 @@ $(SH_LIB): $(call obj,$(SH_SRC))
 
 $(BIN)/stock-scheduler: $(call obj,$(SCH_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_M)
 
 $(BIN)/stock-node: $(call obj,$(PN_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_NNG) $(LIB_INIH)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 
 $(BIN)/stock-syncd: $(call obj,$(SW_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 
 $(BIN)/stockctl: $(call obj,$(CTL_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_CJSON)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_CJSON) $(LIB_M)
 
 $(BIN)/stock-loadgen: $(call obj,$(LG_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON) $(LIB_M)
 
 TEST_LIBS := $(LIB_CMOCKA) $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_MYSQL)
 
 $(BIN)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TESTLIB_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS) $(LIB_M)
 
 # ---- commands -------------------------------------------------------------
 deps:
