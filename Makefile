@@ -109,6 +109,7 @@ LINT_FILES := $(wildcard shared/*.[ch] scheduler/*.[ch] partition-node/*.[ch] sy
 lint:
 	clang-format --dry-run -Werror $(LINT_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	    -D_Noreturn='__attribute__((noreturn))' \
 	    --std=c11 --inline-suppr --suppress=missingIncludeSystem -Ishared $(LINT_FILES)
 
 format:
