@@ -1,0 +1,636 @@
+/* ctl_fmt.c -- stockctl's reading of the admin socket's replies: exact numbers, tables.
+ *
+ * The scheduler prints integers as raw digits so counters past 2^53 stay exact;
+ * cJSON would read them back as doubles and lose that, so the reply text has
+ * its integers quoted before parsing and they are read with strtoll. Tables
+ * are sized to their widest cell so a 10-digit seq does not shear the columns.
+ * A reply missing a field the table needs is reported, not printed half. */
+#include "ctl_fmt.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CTL_CELL_BYTES 64 /* one formatted table cell */
+
+/* ---- exact integers -------------------------------------------------------- */
+
+char *ctl_json_quote_ints(const char *in, size_t len)
+{
+    /* Each integer token of n >= 1 bytes grows by 2: at most 3x. */
+    if (len > (SIZE_MAX - 1) / 3) {
+        return NULL;
+    }
+    char *out = malloc(3 * len + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t o = 0;
+    size_t i = 0;
+    while (i < len) {
+        char ch = in[i];
+        if (ch == '"') {
+            /* Copy the string through its closing quote, escapes included. */
+            out[o++] = in[i++];
+            while (i < len && in[i] != '"') {
+                if (in[i] == '\\' && i + 1 < len) {
+                    out[o++] = in[i++];
+                }
+                out[o++] = in[i++];
+            }
+            if (i < len) {
+                out[o++] = in[i++];
+            }
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            /* A number token: the longest run of number characters. Only an
+             * exact JSON integer, -?(0|[1-9][0-9]*), is quoted, so that quoting
+             * never turns malformed text (01, 1-2) into a valid string. */
+            size_t start = i;
+            while (i < len && ((in[i] >= '0' && in[i] <= '9') || in[i] == '-' || in[i] == '+' ||
+                               in[i] == '.' || in[i] == 'e' || in[i] == 'E')) {
+                i++;
+            }
+            size_t n = i - start;
+            size_t d = in[start] == '-' ? 1 : 0;
+            int integral = d < n && (in[start + d] != '0' || d + 1 == n);
+            for (size_t k = d; integral && k < n; k++) {
+                integral = in[start + k] >= '0' && in[start + k] <= '9';
+            }
+            if (integral) {
+                out[o++] = '"';
+            }
+            memcpy(out + o, in + start, n);
+            o += n;
+            if (integral) {
+                out[o++] = '"';
+            }
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+cJSON *ctl_reply_parse(const char *line, size_t len, char *err, size_t errlen)
+{
+    char *text = ctl_json_quote_ints(line, len);
+    if (text == NULL) {
+        snprintf(err, errlen, "out of memory reading the reply");
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *r = cJSON_ParseWithOpts(text, &end, 0);
+    if (r != NULL && end != NULL) {
+        /* cJSON accepts trailing garbage; only whitespace may follow. */
+        for (const char *p = end; *p != '\0'; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+                cJSON_Delete(r);
+                r = NULL;
+                break;
+            }
+        }
+    }
+    free(text);
+    if (r == NULL) {
+        snprintf(err, errlen, "the reply is not valid JSON");
+        return NULL;
+    }
+    if (!cJSON_IsObject(r) || !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
+        cJSON_Delete(r);
+        snprintf(err, errlen, "the reply is not an object with a boolean \"ok\"");
+        return NULL;
+    }
+    return r;
+}
+
+int ctl_reply_ok(const cJSON *reply)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"));
+}
+
+int ctl_json_i64(const cJSON *o, const char *key, int64_t *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (it == NULL) {
+        return -1;
+    }
+    if (cJSON_IsString(it) && it->valuestring != NULL) {
+        const char *s = it->valuestring;
+        const char *p = s[0] == '-' ? s + 1 : s;
+        if (*p == '\0') {
+            return -1;
+        }
+        for (; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9') {
+                return -1;
+            }
+        }
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (errno != 0 || end == NULL || *end != '\0') {
+            return -1;
+        }
+        *out = (int64_t)v;
+        return 0;
+    }
+    if (cJSON_IsNumber(it)) {
+        double d = it->valuedouble;
+        if (!(d > -9007199254740992.0 && d < 9007199254740992.0)) {
+            return -1;
+        }
+        int64_t v = (int64_t)d;
+        if ((double)v != d) {
+            return -1;
+        }
+        *out = v;
+        return 0;
+    }
+    return -1;
+}
+
+static const char *ctl_json_str(const cJSON *o, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+void ctl_format_start(int64_t start_ms, char *buf, size_t len)
+{
+    if (start_ms <= 0) {
+        snprintf(buf, len, "none");
+        return;
+    }
+    time_t secs = (time_t)(start_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(buf, len, "%" PRId64 " ms", start_ms);
+        return;
+    }
+    char day[32];
+    if (strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, len, "%" PRId64 " ms", start_ms);
+        return;
+    }
+    snprintf(buf, len, "%s.%03dZ", day, (int)(start_ms % 1000));
+}
+
+/* ---- tables -----------------------------------------------------------------
+ * Rows of string cells (row 0 the header, when there is one), printed with each
+ * column as wide as its widest cell, two spaces apart, no trailing blanks. */
+
+#define CTL_TABLE_COLS_MAX 16
+
+typedef struct ctl_table {
+    size_t ncols;
+    const char *align; /* ncols of 'l' or 'r' */
+    size_t nrows, cap;
+    char **cells; /* nrows * ncols, owned */
+    int oom;
+} ctl_table;
+
+static void ctl_table_init(ctl_table *t, size_t ncols, const char *align)
+{
+    memset(t, 0, sizeof *t);
+    t->ncols = ncols < CTL_TABLE_COLS_MAX ? ncols : CTL_TABLE_COLS_MAX;
+    t->align = align;
+}
+
+static void ctl_table_add(ctl_table *t, const char *const *row)
+{
+    if (t->oom) {
+        return;
+    }
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **cells = realloc(t->cells, cap * t->ncols * sizeof *cells);
+        if (cells == NULL) {
+            t->oom = 1;
+            return;
+        }
+        t->cells = cells;
+        t->cap = cap;
+    }
+    char **dst = t->cells + t->nrows * t->ncols;
+    for (size_t c = 0; c < t->ncols; c++) {
+        dst[c] = strdup(row[c] ? row[c] : "");
+        if (dst[c] == NULL) {
+            for (size_t k = 0; k < c; k++) {
+                free(dst[k]);
+            }
+            t->oom = 1;
+            return;
+        }
+    }
+    t->nrows++;
+}
+
+static void ctl_table_print(const ctl_table *t, FILE *f, const char *indent, size_t first_min)
+{
+    size_t w[CTL_TABLE_COLS_MAX] = {0};
+    w[0] = first_min;
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t n = strlen(t->cells[r * t->ncols + c]);
+            if (n > w[c]) {
+                w[c] = n;
+            }
+        }
+    }
+    for (size_t r = 0; r < t->nrows; r++) {
+        char *const *row = t->cells + r * t->ncols;
+        /* The last non-empty left-aligned cell needs no padding after it. */
+        size_t last = t->ncols;
+        while (last > 0 && row[last - 1][0] == '\0') {
+            last--;
+        }
+        fputs(indent, f);
+        for (size_t c = 0; c < last; c++) {
+            int width = (int)w[c];
+            if (c > 0) {
+                fputs("  ", f);
+            }
+            if (t->align[c] == 'r') {
+                fprintf(f, "%*s", width, row[c]);
+            } else if (c + 1 == last) {
+                fputs(row[c], f);
+            } else {
+                fprintf(f, "%-*s", width, row[c]);
+            }
+        }
+        fputc('\n', f);
+    }
+}
+
+static void ctl_table_free(ctl_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+        free(t->cells[i]);
+    }
+    free(t->cells);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static int ctl_malformed(FILE *err, const char *what, const char *field)
+{
+    fprintf(err, "stockctl: malformed %s reply from the scheduler: field '%s' missing or invalid\n",
+            what, field);
+    return 2;
+}
+
+int ctl_print_error(FILE *err, const cJSON *reply)
+{
+    const char *code = ctl_json_str(reply, "error");
+    const char *msg = ctl_json_str(reply, "message");
+    fprintf(err, "stockctl: the scheduler answered %s: %s\n", code ? code : "(no code)",
+            msg ? msg : "(no message)");
+    return 1;
+}
+
+/* Copies integer field key of o into buf as decimal text, without reading it
+ * into a C type, so any integer the scheduler prints (uint64 counters too) is
+ * shown exactly. 0, or -1 when absent, not an integer, or too long. */
+static int ctl_json_int_text(const cJSON *o, const char *key, char *buf, size_t len)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsString(it) && it->valuestring != NULL) {
+        const char *s = it->valuestring;
+        const char *p = s[0] == '-' ? s + 1 : s;
+        size_t n = strlen(s);
+        if (*p == '\0' || n >= len || n > 21) {
+            return -1;
+        }
+        for (; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9') {
+                return -1;
+            }
+        }
+        memcpy(buf, s, n + 1);
+        return 0;
+    }
+    int64_t v;
+    if (ctl_json_i64(o, key, &v) != 0) {
+        return -1;
+    }
+    snprintf(buf, len, "%" PRId64, v);
+    return 0;
+}
+
+/* Reads fields[0..n) of o as integer text into cells. Returns the index of
+ * the first bad field, or -1 when all were read. */
+static int ctl_cells_int(const cJSON *o, const char *const *fields, size_t n,
+                         char (*cells)[CTL_CELL_BYTES])
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ctl_json_int_text(o, fields[i], cells[i], CTL_CELL_BYTES) != 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int ctl_print_sku(FILE *out, FILE *err, const cJSON *s)
+{
+    static const char *const nums[] = {"total",     "avail",          "pending",
+                                       "remaining", "per_user_limit", "start_ms"};
+    int64_t v[6];
+    const char *id = ctl_json_str(s, "sku");
+    if (id == NULL) {
+        return ctl_malformed(err, "registry", "sku");
+    }
+    for (size_t i = 0; i < 6; i++) {
+        if (ctl_json_i64(s, nums[i], &v[i]) != 0) {
+            return ctl_malformed(err, "registry", nums[i]);
+        }
+    }
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(s, "partitions");
+    if (!cJSON_IsArray(parts)) {
+        return ctl_malformed(err, "registry", "partitions");
+    }
+    char limit[CTL_CELL_BYTES], start[CTL_CELL_BYTES];
+    if (v[4] == 0) {
+        snprintf(limit, sizeof limit, "none");
+    } else {
+        snprintf(limit, sizeof limit, "%" PRId64, v[4]);
+    }
+    ctl_format_start(v[5], start, sizeof start);
+    const char *name = ctl_json_str(s, "name");
+    fprintf(out, "sku %s", id);
+    if (name != NULL && name[0] != '\0' && strcmp(name, id) != 0) {
+        fprintf(out, " \"%s\"", name);
+    }
+    fprintf(out,
+            "  total %" PRId64 "  pool avail %" PRId64 "  pending %" PRId64 "  remaining %" PRId64
+            "  per-user limit %s  start %s\n",
+            v[0], v[1], v[2], v[3], limit, start);
+
+    /* Columns: P master node state active s0 s1 deducted seq flips grants. */
+    static const char *const heads[] = {"P",  "master",   "node", "state", "active", "s0",
+                                        "s1", "deducted", "seq",  "flips", "grants"};
+    static const char *const ints[] = {"index",    "node", "active", "s0",    "s1",
+                                       "deducted", "seq",  "flips",  "grants"};
+    ctl_table t;
+    ctl_table_init(&t, 11, "rlrlrrrrrrr");
+    ctl_table_add(&t, heads);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, parts)
+    {
+        char c[9][CTL_CELL_BYTES];
+        int bad = ctl_cells_int(p, ints, 9, c);
+        const char *master = ctl_json_str(p, "master");
+        const char *state = ctl_json_str(p, "state");
+        if (bad >= 0 || master == NULL || state == NULL) {
+            ctl_table_free(&t);
+            return ctl_malformed(err, "registry",
+                                 bad >= 0         ? ints[bad]
+                                 : master == NULL ? "master"
+                                                  : "state");
+        }
+        const char *row[11] = {c[0], master, c[1], state, c[2], c[3], c[4], c[5], c[6], c[7], c[8]};
+        ctl_table_add(&t, row);
+    }
+    if (t.oom) {
+        ctl_table_free(&t);
+        fprintf(err, "stockctl: out of memory formatting the registry\n");
+        return 2;
+    }
+    ctl_table_print(&t, out, "  ", 0);
+    ctl_table_free(&t);
+    return 0;
+}
+
+int ctl_print_registry(FILE *out, FILE *err, const cJSON *reply)
+{
+    const cJSON *skus = cJSON_GetObjectItemCaseSensitive(reply, "skus");
+    if (!cJSON_IsArray(skus)) {
+        return ctl_malformed(err, "registry", "skus");
+    }
+    if (cJSON_GetArraySize(skus) == 0) {
+        fprintf(out, "no SKUs loaded\n");
+        return 0;
+    }
+    const cJSON *s;
+    int first = 1;
+    cJSON_ArrayForEach(s, skus)
+    {
+        if (!first) {
+            fputc('\n', out);
+        }
+        first = 0;
+        int rc = ctl_print_sku(out, err, s);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int ctl_print_sku_load(FILE *out, FILE *err, const char *sku, const cJSON *reply)
+{
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive(reply, "created");
+    if (!cJSON_IsBool(created)) {
+        return ctl_malformed(err, "sku_load", "created");
+    }
+    if (cJSON_IsTrue(created)) {
+        fprintf(out, "sku %s loaded\n", sku);
+    } else {
+        fprintf(out, "sku %s already loaded (nothing changed)\n", sku);
+    }
+    return 0;
+}
+
+/* The audit's sums and verdicts, read once for printing and for --json. */
+typedef struct ctl_audit {
+    int64_t total, avail, grants, returns, parts, deducted, details, npart;
+    int stable, ok_server;
+    int conservation, no_negative, no_oversell;
+    const char *broken;
+} ctl_audit;
+
+/* Reads an audit reply; returns the bad field's name or NULL. The verdicts
+ * are the scheduler's, and conservation and oversell are recomputed from the
+ * sums as well (both sides of the boundary check the same fact): a verdict
+ * holds only when both agree. */
+static const char *ctl_audit_read(const cJSON *reply, ctl_audit *a)
+{
+    static const char *const f[] = {
+        "total",           "avail",    "pending_grant_units", "pending_return_units",
+        "partition_units", "deducted", "details_pending",     "partitions"};
+    int64_t *dst[] = {&a->total, &a->avail,    &a->grants,  &a->returns,
+                      &a->parts, &a->deducted, &a->details, &a->npart};
+    memset(a, 0, sizeof *a);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (ctl_json_i64(reply, f[i], dst[i]) != 0) {
+            return f[i];
+        }
+    }
+    const cJSON *stable = cJSON_GetObjectItemCaseSensitive(reply, "stable");
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "invariants_ok");
+    if (!cJSON_IsBool(stable)) {
+        return "stable";
+    }
+    if (!cJSON_IsBool(ok)) {
+        return "invariants_ok";
+    }
+    a->stable = cJSON_IsTrue(stable);
+    a->ok_server = cJSON_IsTrue(ok);
+    a->broken = ctl_json_str(reply, "broken");
+    /* Sums of values each below 2^62 in any sane reply; computed unsigned so
+     * garbage wraps instead of overflowing, and then reads as broken. */
+    uint64_t sum = (uint64_t)a->avail + (uint64_t)a->grants + (uint64_t)a->returns +
+                   (uint64_t)a->parts + (uint64_t)a->deducted;
+    a->conservation = sum == (uint64_t)a->total;
+    a->no_oversell = a->deducted <= a->total;
+    a->no_negative = a->total >= 0 && a->avail >= 0 && a->grants >= 0 && a->returns >= 0 &&
+                     a->parts >= 0 && a->deducted >= 0 && a->details >= 0;
+    const cJSON *inv = cJSON_GetObjectItemCaseSensitive(reply, "invariants");
+    if (cJSON_IsObject(inv)) {
+        a->conservation &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "conservation"));
+        a->no_negative &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "no_negative"));
+        a->no_oversell &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "no_oversell"));
+    }
+    if (!a->ok_server && a->conservation && a->no_oversell && a->no_negative) {
+        /* The server saw what the sums cannot show: a negative counter in
+         * one partition. */
+        a->no_negative = 0;
+    }
+    return NULL;
+}
+
+static int ctl_audit_all_ok(const ctl_audit *a)
+{
+    return a->ok_server && a->conservation && a->no_negative && a->no_oversell;
+}
+
+int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply)
+{
+    ctl_audit a;
+    const char *bad = ctl_audit_read(reply, &a);
+    const char *sku = ctl_json_str(reply, "sku");
+    if (bad != NULL || sku == NULL) {
+        return ctl_malformed(err, "audit", bad ? bad : "sku");
+    }
+    fprintf(out, "audit %s: %" PRId64 " partition%s, %s\n", sku, a.npart, a.npart == 1 ? "" : "s",
+            a.stable ? "stable read" : "UNSTABLE read (Redis changed while it was read)");
+
+    const char *labels[] = {"total",
+                            "pool avail",
+                            "units in pending grants",
+                            "units in pending returns",
+                            "units in partitions",
+                            "net deducted",
+                            "details pending in Redis"};
+    int64_t vals[] = {a.total, a.avail, a.grants, a.returns, a.parts, a.deducted, a.details};
+    size_t first = 0;
+    for (size_t i = 0; i < 7; i++) {
+        size_t n = strlen(labels[i]);
+        first = n > first ? n : first;
+    }
+    ctl_table q;
+    ctl_table_init(&q, 2, "lr");
+    for (size_t i = 0; i < 7; i++) {
+        char v[CTL_CELL_BYTES];
+        snprintf(v, sizeof v, "%" PRId64, vals[i]);
+        const char *row[2] = {labels[i], v};
+        ctl_table_add(&q, row);
+    }
+
+    char cons[4 * CTL_CELL_BYTES], over[2 * CTL_CELL_BYTES];
+    snprintf(cons, sizeof cons,
+             "total %" PRId64 " %s pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
+             " + partitions %" PRId64 " + deducted %" PRId64,
+             a.total, a.conservation ? "=" : "!=", a.avail, a.grants, a.returns, a.parts,
+             a.deducted);
+    snprintf(over, sizeof over, "deducted %" PRId64 " %s total %" PRId64, a.deducted,
+             a.no_oversell ? "<=" : ">", a.total);
+    ctl_table inv;
+    ctl_table_init(&inv, 3, "lll");
+    const char *r1[3] = {"conservation", a.conservation ? "ok" : "BROKEN", cons};
+    const char *r2[3] = {"no negative counter", a.no_negative ? "ok" : "BROKEN", ""};
+    const char *r3[3] = {"no oversell", a.no_oversell ? "ok" : "BROKEN", over};
+    ctl_table_add(&inv, r1);
+    ctl_table_add(&inv, r2);
+    ctl_table_add(&inv, r3);
+    if (q.oom || inv.oom) {
+        ctl_table_free(&q);
+        ctl_table_free(&inv);
+        fprintf(err, "stockctl: out of memory formatting the audit\n");
+        return 2;
+    }
+    ctl_table_print(&q, out, "  ", first);
+    ctl_table_print(&inv, out, "  ", first);
+    ctl_table_free(&q);
+    ctl_table_free(&inv);
+
+    if (ctl_audit_all_ok(&a)) {
+        return 0;
+    }
+    char names[96];
+    snprintf(names, sizeof names, "%s%s%s", !a.conservation ? ", conservation" : "",
+             !a.no_negative ? ", no negative counter" : "", !a.no_oversell ? ", no oversell" : "");
+    int any = names[0] != '\0';
+    fprintf(err, "stockctl: invariant broken for %s: %s%s%s%s\n", sku,
+            any ? names + 2 : "reported by the scheduler", a.broken && a.broken[0] ? " (" : "",
+            a.broken ? a.broken : "", a.broken && a.broken[0] ? ")" : "");
+    if (!a.stable) {
+        fprintf(err, "stockctl: the read was not stable (traffic); run the audit again when the "
+                     "sale is quiet\n");
+    }
+    return 1;
+}
+
+int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply)
+{
+    ctl_table t;
+    ctl_table_init(&t, 2, "lr");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, reply)
+    {
+        if (it->string == NULL || strcmp(it->string, "ok") == 0) {
+            continue;
+        }
+        char buf[CTL_CELL_BYTES];
+        const char *v = buf;
+        if (cJSON_IsString(it) && it->valuestring != NULL) {
+            v = it->valuestring; /* integers arrive quoted (ctl_json_quote_ints) */
+        } else if (cJSON_IsBool(it)) {
+            v = cJSON_IsTrue(it) ? "true" : "false";
+        } else if (cJSON_IsNumber(it)) {
+            snprintf(buf, sizeof buf, "%.6g", it->valuedouble);
+        } else {
+            continue; /* nested values are for --json */
+        }
+        const char *row[2] = {it->string, v};
+        ctl_table_add(&t, row);
+    }
+    if (t.oom) {
+        ctl_table_free(&t);
+        fprintf(err, "stockctl: out of memory formatting the stats\n");
+        return 2;
+    }
+    ctl_table_print(&t, out, "", 0);
+    ctl_table_free(&t);
+    return 0;
+}
+
+int ctl_json_status(const cJSON *reply)
+{
+    if (!ctl_reply_ok(reply)) {
+        return 1;
+    }
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "invariants_ok");
+    if (cJSON_IsBool(ok)) {
+        ctl_audit a;
+        if (ctl_audit_read(reply, &a) != NULL) {
+            return cJSON_IsTrue(ok) ? 0 : 1;
+        }
+        return ctl_audit_all_ok(&a) ? 0 : 1;
+    }
+    return 0;
+}
