@@ -444,34 +444,9 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
     return r;
 }
 
-/* Per-invariant verdicts. sh_audit reports one flag and the first broken
- * invariant as text; conservation and no-oversell can be recomputed from the
- * sums it returns, and a "broken" that neither explains can only be the third
- * (a negative counter, which the sums do not show). */
 typedef struct sch_admin_verdict {
     int conservation, no_negative, no_oversell;
 } sch_admin_verdict;
-
-static sch_admin_verdict sch_admin_judge(const sh_audit *au)
-{
-    sch_admin_verdict v;
-    /* Each term is at most 1e9 or a sum of a few hundred of them: no overflow
-     * for sane data; a wrapped sum on garbage reads as broken, which it is. */
-    uint64_t sum = (uint64_t)au->avail + (uint64_t)au->pending_grant_units +
-                   (uint64_t)au->pending_return_units + (uint64_t)au->partition_units +
-                   (uint64_t)au->deducted;
-    v.conservation = sum == (uint64_t)au->total;
-    v.no_oversell = au->deducted <= au->total;
-    v.no_negative = au->total >= 0 && au->avail >= 0 && au->pending_grant_units >= 0 &&
-                    au->pending_return_units >= 0 && au->partition_units >= 0 &&
-                    au->deducted >= 0 && au->details_pending >= 0;
-    /* sh_audit names the first broken invariant at the start of its text. */
-    if (strncmp(au->broken, "negative counter", 16) == 0 ||
-        (!au->ok && v.conservation && v.no_oversell)) {
-        v.no_negative = 0;
-    }
-    return v;
-}
 
 static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail *f)
 {
@@ -504,8 +479,8 @@ static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail
         return NULL;
     }
     au.broken[sizeof au.broken - 1] = '\0';
-    sch_admin_verdict v = sch_admin_judge(&au);
-    int all_ok = au.ok && v.conservation && v.no_negative && v.no_oversell;
+    sch_admin_verdict v = {au.conservation_ok, au.no_negative_ok, au.no_oversell_ok};
+    int all_ok = au.ok;
     if (!all_ok) {
         SH_WARN("admin", "audit broken sku=%s stable=%d broken=\"%s\"", sku, au.stable, au.broken);
     }
@@ -526,11 +501,7 @@ static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail
         sch_admin_add_i64(r, "partitions", au.partitions) != 0 ||
         sch_admin_add_bool(r, "stable", au.stable) != 0 ||
         sch_admin_add_bool(r, "invariants_ok", all_ok) != 0 ||
-        cJSON_AddStringToObject(r, "broken",
-                                au.broken[0] || all_ok ? au.broken
-                                : !v.conservation      ? "conservation"
-                                : !v.no_oversell       ? "oversell"
-                                                       : "negative counter") == NULL ||
+        cJSON_AddStringToObject(r, "broken", au.broken) == NULL ||
         (inv = cJSON_AddObjectToObject(r, "invariants")) == NULL ||
         sch_admin_add_bool(inv, "conservation", v.conservation) != 0 ||
         sch_admin_add_bool(inv, "no_negative", v.no_negative) != 0 ||

@@ -22,7 +22,6 @@
  * router: grants are rare and short, see sch_pool.h. */
 #include "sch_pool.h"
 
-#include "sh_audit.h"
 #include "sh_clock.h"
 #include "sh_cluster.h"
 #include "sh_id.h"

@@ -449,7 +449,10 @@ static void route_deduct_result(sch_route *r, route_slot *sl, const sh_wire_resu
         } else {
             /* The pool turns the window into rate_units_per_s when it sizes
              * the partition's next chunk. */
-            s->parts[res->partition].sold_units_window += sl->qty;
+            sch_part *p = &s->parts[res->partition];
+            p->sold_units_window += sl->qty;
+            p->deducted += sl->qty;
+            p->seq = res->seq > p->seq ? res->seq : p->seq;
         }
         route_finish_ok(r, sl, res->partition, res->seq, dup);
         return;
@@ -504,6 +507,11 @@ static void route_release_result(sch_route *r, route_slot *sl, const sh_wire_res
     case SH_WIRE_OUT_OK:
         ctx->stats.releases++;
         s->releases++;
+        if (!dup) {
+            sch_part *p = &s->parts[res->partition];
+            p->deducted -= res->qty;
+            p->seq = res->seq > p->seq ? res->seq : p->seq;
+        }
         route_finish_ok(r, sl, res->partition, res->seq, dup);
         return;
     case SH_WIRE_OUT_UNKNOWN_ORDER:

@@ -203,18 +203,22 @@ sh_err sh_audit_sku(struct sh_cluster *c, const char *sku, sh_audit *out)
     }
     int64_t held = out->avail + out->pending_grant_units + out->pending_return_units +
                    out->partition_units + out->deducted;
-    if (out->broken[0] == '\0' && out->avail < 0) {
+    /* sh_audit_read set broken already when a partition counter was negative. */
+    out->no_negative_ok = out->broken[0] == '\0' && out->avail >= 0 && out->total >= 0;
+    out->conservation_ok = held == out->total;
+    out->no_oversell_ok = out->deducted <= out->total;
+    if (out->broken[0] == '\0' && !out->no_negative_ok) {
         snprintf(out->broken, sizeof out->broken, "negative counter: pool avail=%" PRId64,
                  out->avail);
     }
-    if (out->broken[0] == '\0' && held != out->total) {
+    if (out->broken[0] == '\0' && !out->conservation_ok) {
         snprintf(out->broken, sizeof out->broken,
                  "conservation: total=%" PRId64 " != avail %" PRId64 " + pending grants %" PRId64
                  " + pending returns %" PRId64 " + partitions %" PRId64 " + deducted %" PRId64,
                  out->total, out->avail, out->pending_grant_units, out->pending_return_units,
                  out->partition_units, out->deducted);
     }
-    if (out->broken[0] == '\0' && out->deducted > out->total) {
+    if (out->broken[0] == '\0' && !out->no_oversell_ok) {
         snprintf(out->broken, sizeof out->broken, "oversell: deducted %" PRId64 " > total %" PRId64,
                  out->deducted, out->total);
     }

@@ -26,9 +26,12 @@ typedef struct sh_audit {
     int64_t details_pending;      /* details in the partitions' streams (not yet trimmed) */
     uint64_t seq_sum;             /* sum of partition seqs */
     int partitions;
-    int stable;       /* 1 when two consecutive reads agreed */
-    int ok;           /* 1 when every invariant holds */
-    char broken[200]; /* the first broken invariant, "" when ok */
+    int stable;          /* 1 when two consecutive reads agreed */
+    int conservation_ok; /* 8.1: total = the sum of where the units are */
+    int no_negative_ok;  /* 8.2: no counter below zero, no stream ack past its seq */
+    int no_oversell_ok;  /* 8.2: sum of net deducted <= total */
+    int ok;              /* 1 when every invariant holds */
+    char broken[200];    /* the first broken invariant, "" when ok */
 } sh_audit;
 
 /* Reads SKU sku through router c and fills *out. Returns SH_ENOTFOUND when the
