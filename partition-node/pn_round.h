@@ -1,0 +1,80 @@
+/* pn_round.h -- one group-commit round: every queued deduction and release, together.
+ *
+ * A round takes all items of all requests the executor picked up and runs them
+ * against Redis Cluster in a fixed, small number of pipelined round trips,
+ * whatever the number of items (DESIGN.md 5, 5a):
+ *
+ *   0. (only for SKUs not cached yet) HGETALL of the pools: partition salts.
+ *   A. claims and user counters: SET {o:..} "P:1" NX GET EX ttl | EVALSHA
+ *      CLAIM_MOVE | GET {o:..} (release), plus INCRBY/EXPIRE {u:..} for items
+ *      with a per-user limit.
+ *   B. one EVALSHA DEDUCT per (SKU, claim partition) group, at most
+ *      batch_items_max items each, all groups in one pipeline.
+ *   C. (only when needed) DECRBY {u:..}: counters given back for deductions
+ *      that did not happen and for releases that returned units.
+ *
+ * Redis therefore sees one script call per partition per round, not one per
+ * request. Every reply is validated; nothing read from Redis is asserted on.
+ *
+ * Threads: a round object is owned by the one thread that owns its router. */
+#ifndef PN_ROUND_H
+#define PN_ROUND_H
+
+#include "sh_cluster.h"
+#include "sh_err.h"
+#include "sh_hist.h"
+#include "sh_limits.h"
+#include "sh_wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Items one round carries: at least one full message, so any request fits a
+ * round of its own; more items wait for the next round. */
+#define PN_ROUND_ITEMS_MAX (2 * SH_WIRE_ITEMS_MAX)
+_Static_assert(PN_ROUND_ITEMS_MAX >= SH_WIRE_ITEMS_MAX, "a full request fits one round");
+
+typedef struct pn_round_config {
+    uint32_t batch_items_max; /* items per DEDUCT script call, 1..SH_DEDUCT_BATCH_ITEMS_MAX */
+    uint32_t low_water_units; /* the script's flip threshold, units */
+    uint32_t claim_ttl_s;     /* retention of claims, outcomes and user counters, s */
+} pn_round_config;
+
+/* Counters since pn_round_new; all monotonic. */
+typedef struct pn_round_stats {
+    uint64_t rounds;
+    uint64_t items;         /* items run (all outcomes) */
+    uint64_t script_calls;  /* EVALSHA DEDUCT */
+    uint64_t script_items;  /* items carried by those calls */
+    uint64_t claim_moves;   /* EVALSHA CLAIM_MOVE */
+    uint64_t pool_loads;    /* HGETALL of a pool (cache misses) */
+    uint64_t pipelines;     /* sh_cluster_pipeline calls (round trips per master) */
+    uint64_t redis_errors;  /* router failures, error and malformed replies (each logged) */
+    uint64_t give_backs;    /* DECRBY of user counters sent */
+    sh_hist items_per_call; /* items per DEDUCT call */
+} pn_round_stats;
+
+typedef struct pn_round pn_round;
+
+/* Allocates a round for router (borrowed: the caller keeps owning it and must
+ * outlive the round) and adds SH_SCRIPT_DEDUCT and SH_SCRIPT_CLAIM_MOVE to it
+ * (SCRIPT LOAD on every master). Returns the router's error when the scripts
+ * cannot be loaded, SH_EINVAL for a bad cfg, SH_ENOMEM. *out NULL on failure. */
+sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *router);
+
+/* Frees the round (not the router). NULL is a no-op. */
+void pn_round_free(pn_round *r);
+
+/* Runs items[0..n) (1 <= n <= PN_ROUND_ITEMS_MAX; release[i] tells a release
+ * from a deduction) and writes results[i] for every i: always a complete,
+ * encodable result (status, tag, partition, claim_version, ...), never an
+ * error return -- failures become SH_WIRE_OUT_UNAVAILABLE / ERROR per item.
+ * Items must have passed sh_wire_items_decode; ids are validated again here. */
+void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, size_t n,
+                  sh_wire_result *results);
+
+/* The counters; valid until pn_round_free. Owner thread only. */
+const pn_round_stats *pn_round_stats_get(const pn_round *r);
+
+#endif
