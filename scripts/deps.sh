@@ -14,7 +14,7 @@ PKGS=(
     libevent-dev default-libmysqlclient-dev libnng-dev libcjson-dev
     libhiredis-dev libinih-dev libcmocka-dev
     redis-server redis-tools mariadb-server mariadb-client
-    cppcheck clang-format gnuplot-nox curl procps iproute2 coreutils
+    cppcheck clang-format gnuplot-nox curl procps iproute2 coreutils python3
 )
 
 missing=()

@@ -1,0 +1,384 @@
+# shellcheck shell=bash
+# stock_test.sh -- shared helpers of the shell integration tests (tests/integration/*.sh).
+#
+# Sourced, not run. A test does:
+#     . "$(dirname "$0")/../lib/stock_test.sh"
+#     t_start_daemons --nodes 2         # own scratch dir, own HTTP port, stop in a trap
+#     sku=$(t_sku oversell)             # unique per run
+#     t_ctl sku load "$sku" --total 100 --partitions 2
+#     ...assertions...
+#     t_pass
+#
+# Why this shape: every test uses the Redis Cluster and MariaDB the harness
+# (tests/run.sh) started -- INFRA_DIR/infra.env -- and never starts its own;
+# it runs its own daemons from scripts/start.sh in a fresh directory with an
+# HTTP port of its own, so tests cannot see each other's state or ports, and
+# the EXIT trap stops them (scripts/stop.sh, by pid file) on success, failure
+# or interrupt. Every command that talks to a process runs under `timeout`.
+# JSON is read with python3 (installed on the build machines; jq is not in
+# scripts/deps.sh). Facts about stock are read from Redis itself when the
+# point is to check the daemons' own reports.
+#
+# Environment (exported by tests/run.sh): INFRA_DIR, STOCK_BIN, STOCK_ROOT,
+# REDIS_SEED, BASE_PORT. KEEP_T_DIR=1 keeps the scratch dir after success too.
+
+T_NAME=$(basename "$0" .sh)
+T_ROOT=${STOCK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+T_BIN=${STOCK_BIN:-$T_ROOT/bin}
+case "$T_BIN" in /*) ;; *) T_BIN="$T_ROOT/$T_BIN" ;; esac
+T_DIR=""
+T_HTTP_PORT=""
+# python3 itself, not a version-manager shim in front of it (a pyenv shim costs
+# ~200 ms per call, and the helpers call python3 often).
+T_PY=/usr/bin/python3
+if [ ! -x "$T_PY" ]; then T_PY=$(command -v python3 || echo python3); fi
+T_CMD_TIMEOUT_S=30      # one curl, stockctl or redis-cli call
+T_START_TIMEOUT_S=60    # start.sh (it waits up to 20 s itself)
+T_STOP_TIMEOUT_S=60
+HTTP_URL=""
+ADMIN_SOCKET=""
+
+# ---- reporting --------------------------------------------------------------
+
+say()  { printf '[%s] %s\n' "$T_NAME" "$*"; }
+fail() { printf '[%s] FAIL: %s\n' "$T_NAME" "$*" >&2; exit 1; }
+t_pass() { say "PASS"; exit 0; }
+
+# assert_eq WHAT EXPECTED GOT
+assert_eq() {
+    if [ "$2" != "$3" ]; then fail "$1: expected '$2', got '$3'"; fi
+    say "ok: $1 = $3"
+}
+# assert_le WHAT A B: integers, A <= B
+assert_le() {
+    if ! [ "$2" -le "$3" ]; then fail "$1: expected $2 <= $3"; fi
+    say "ok: $1 ($2 <= $3)"
+}
+# assert_lt WHAT A B: A < B
+assert_lt() {
+    if ! [ "$2" -lt "$3" ]; then fail "$1: expected $2 < $3"; fi
+    say "ok: $1 ($2 < $3)"
+}
+# assert_contains WHAT HAYSTACK NEEDLE
+assert_contains() {
+    case "$2" in *"$3"*) say "ok: $1" ;; *) fail "$1: '$3' not in: $2" ;; esac
+}
+
+# ---- environment and daemons -------------------------------------------------
+
+t_require_infra() {
+    if [ -z "${INFRA_DIR:-}" ] || [ ! -f "$INFRA_DIR/infra.env" ]; then
+        fail "no infrastructure: run under tests/run.sh, or export INFRA_DIR (scripts/infra.sh up --dir DIR)"
+    fi
+    # shellcheck disable=SC1091
+    . "$INFRA_DIR/infra.env"
+    [ -n "${REDIS_SEED:-}" ] || fail "$INFRA_DIR/infra.env has no REDIS_SEED"
+    local b
+    for b in stock-scheduler stock-node stockctl stock-loadgen; do
+        [ -x "$T_BIN/$b" ] || fail "$T_BIN/$b missing (make)"
+    done
+    command -v "$T_PY" >/dev/null || fail "python3 not found"
+    command -v curl >/dev/null || fail "curl not found"
+}
+
+t_port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# A free TCP port in BASE_PORT+81 .. BASE_PORT+99 (infra.sh uses N..N+20;
+# start.sh's default is N+80, left to manual runs). The start point depends on
+# the test's pid, so tests running side by side rarely try the same port first.
+t_pick_port() {
+    local base=${BASE_PORT:?} i p
+    for ((i = 0; i < 19; i++)); do
+        p=$((base + 81 + ($$ + i) % 19))
+        if ! t_port_busy "$p"; then echo "$p"; return 0; fi
+    done
+    fail "no free port in $((base + 81))..$((base + 99))"
+}
+
+# A SKU id unique to this run: NAME-<time><pid><random>.
+t_sku() { echo "$1-$(date +%s)$$${RANDOM}"; }
+
+t_cleanup() {
+    local rc=$?
+    trap - EXIT
+    if [ -n "$T_DIR" ]; then
+        timeout "$T_STOP_TIMEOUT_S" bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" >/dev/null 2>&1 ||
+            printf '[%s] stop.sh failed for %s\n' "$T_NAME" "$T_DIR" >&2
+        if [ "$rc" -ne 0 ]; then
+            local f
+            for f in "$T_DIR"/scheduler.log "$T_DIR"/node-*.log; do
+                [ -f "$f" ] || continue
+                printf '[%s] --- last lines of %s\n' "$T_NAME" "$f" >&2
+                tail -n 12 "$f" >&2
+            done
+            printf '[%s] scratch dir kept: %s\n' "$T_NAME" "$T_DIR" >&2
+        elif [ "${KEEP_T_DIR:-0}" != 1 ]; then
+            rm -rf "$T_DIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+# t_start_daemons [start.sh options]: fresh dir, free port, start, trap.
+t_start_daemons() {
+    t_require_infra
+    T_DIR=$(mktemp -d /tmp/stock-t-XXXXXX)
+    trap t_cleanup EXIT
+    trap 'exit 130' INT TERM
+    T_HTTP_PORT=$(t_pick_port)
+    say "daemons in $T_DIR, http port $T_HTTP_PORT"
+    timeout "$T_START_TIMEOUT_S" bash "$T_ROOT/scripts/start.sh" --dir "$T_DIR" \
+        --infra-env "$INFRA_DIR/infra.env" --http-port "$T_HTTP_PORT" "$@" ||
+        fail "scripts/start.sh --dir $T_DIR failed"
+    t_load_endpoints
+}
+
+# t_restart: start.sh again on the same dir (starts only what is missing).
+t_restart() {
+    timeout "$T_START_TIMEOUT_S" bash "$T_ROOT/scripts/start.sh" --dir "$T_DIR" ||
+        fail "scripts/start.sh --dir $T_DIR (restart) failed"
+    t_load_endpoints
+}
+
+t_load_endpoints() {
+    [ -f "$T_DIR/endpoints.env" ] || fail "start.sh wrote no $T_DIR/endpoints.env"
+    # shellcheck disable=SC1091
+    . "$T_DIR/endpoints.env"
+    if [ -z "$HTTP_URL" ] || [ -z "$ADMIN_SOCKET" ]; then
+        fail "endpoints.env lacks HTTP_URL or ADMIN_SOCKET"
+    fi
+}
+
+# t_pid NAME: the pid in T_DIR/NAME.pid ("" when none).
+t_pid() { tr -dc '0-9' <"$T_DIR/$1.pid" 2>/dev/null || true; }
+
+# t_kill9 NAME: SIGKILL the daemon of T_DIR/NAME.pid and wait until it is gone.
+t_kill9() {
+    local pid i
+    pid=$(t_pid "$1")
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        fail "$1 is not running (pid '$pid')"
+    fi
+    kill -KILL "$pid"
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || { say "killed $1 (pid $pid) with SIGKILL"; return 0; }
+        sleep 0.05
+    done
+    fail "$1 (pid $pid) survived SIGKILL for 5 s"
+}
+
+# ---- admin socket --------------------------------------------------------------
+
+# t_ctl ARGS...: stockctl on this test's admin socket; output on stdout, its exit code kept.
+t_ctl() { timeout "$T_CMD_TIMEOUT_S" "$T_BIN/stockctl" --socket "$ADMIN_SOCKET" "$@"; }
+
+# t_sku_load SKU ARGS...: `stockctl sku load`, fails the test on error.
+t_sku_load() {
+    local out
+    out=$(t_ctl sku load "$@" 2>&1) || fail "stockctl sku load $* failed: $out"
+    say "loaded $1 ($*)"
+}
+
+# t_audit SKU: `stockctl audit SKU` must exit 0 (invariants hold).
+t_audit() {
+    local out rc=0
+    out=$(t_ctl audit "$1" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] || fail "stockctl audit $1 exited $rc (invariants broken?): $out"
+    say "ok: stockctl audit $1 exits 0"
+}
+
+# ---- HTTP -------------------------------------------------------------------------
+
+T_STATUS=""
+T_BODY=""
+
+# t_http METHOD PATH [BODY]: sets T_STATUS (000 on transport failure) and T_BODY.
+t_http() {
+    local method=$1 path=$2 body=${3-} out
+    out=$(mktemp)
+    if [ $# -ge 3 ]; then
+        T_STATUS=$(printf '%s' "$body" | timeout "$T_CMD_TIMEOUT_S" curl -s -o "$out" \
+            -w '%{http_code}' --max-time 10 -X "$method" -H 'Content-Type: application/json' \
+            --data-binary @- "$HTTP_URL$path") || true
+    else
+        T_STATUS=$(timeout "$T_CMD_TIMEOUT_S" curl -s -o "$out" -w '%{http_code}' --max-time 10 \
+            -X "$method" "$HTTP_URL$path") || true
+    fi
+    T_STATUS=${T_STATUS:-000}
+    T_BODY=$(cat "$out")
+    rm -f "$out"
+}
+
+# t_http_file METHOD PATH FILE: like t_http with the body read from FILE.
+t_http_file() {
+    local out
+    out=$(mktemp)
+    T_STATUS=$(timeout "$T_CMD_TIMEOUT_S" curl -s -o "$out" -w '%{http_code}' --max-time 10 \
+        -X "$1" -H 'Content-Type: application/json' --data-binary "@$3" "$HTTP_URL$2") || true
+    T_STATUS=${T_STATUS:-000}
+    T_BODY=$(cat "$out")
+    rm -f "$out"
+}
+
+# t_deduct SKU ORDER USER QTY (qty pasted as is, so tests can send 1.5 or "3").
+t_deduct() {
+    t_http POST /v1/deduct "{\"sku\":\"$1\",\"order_id\":\"$2\",\"user_id\":\"$3\",\"qty\":$4}"
+}
+t_release() { t_http POST /v1/release "{\"sku\":\"$1\",\"order_id\":\"$2\"}"; }
+
+# t_expect WHAT STATUS [ERROR]: the last answer has STATUS (and "error": ERROR).
+t_expect() {
+    local what=$1 status=$2 err=${3-} got
+    [ "$T_STATUS" = "$status" ] || fail "$what: expected HTTP $status${err:+ $err}, got $T_STATUS: $T_BODY"
+    if [ -n "$err" ]; then
+        got=$(t_json_get error <<<"$T_BODY")
+        [ "$got" = "$err" ] || fail "$what: expected error '$err', got '$got': $T_BODY"
+    fi
+    say "ok: $what -> $T_STATUS${err:+ $err}"
+}
+
+# ---- JSON (python3) ------------------------------------------------------------------
+
+# t_json_get PATH < JSON: the value at a dotted path (a.b.0.c); "" when absent;
+# booleans print as true/false, objects as JSON.
+t_json_get() {
+    "$T_PY" -c '
+import json, sys
+try:
+    v = json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+for k in [p for p in sys.argv[1].split(".") if p]:
+    if isinstance(v, list) and k.isdigit() and int(k) < len(v):
+        v = v[int(k)]
+    elif isinstance(v, dict) and k in v:
+        v = v[k]
+    else:
+        sys.exit(0)
+if isinstance(v, bool):
+    print("true" if v else "false")
+elif isinstance(v, (dict, list)):
+    print(json.dumps(v))
+else:
+    print(v)
+' "$1"
+}
+
+# t_json_sum KEY < JSON: the sum of every number stored under KEY anywhere in
+# the document (e.g. "grants" over all partitions of a registry dump).
+t_json_sum() {
+    "$T_PY" -c '
+import json, sys
+def walk(v, key):
+    if isinstance(v, dict):
+        s = 0
+        for k, x in v.items():
+            if k == key and isinstance(x, (int, float)) and not isinstance(x, bool):
+                s += x
+            else:
+                s += walk(x, key)
+        return s
+    if isinstance(v, list):
+        return sum(walk(x, key) for x in v)
+    return 0
+print(int(walk(json.load(sys.stdin), sys.argv[1])))
+' "$1"
+}
+
+# ---- Redis (the truth the daemons' reports are checked against) -----------------------
+
+t_rcli() {
+    timeout "$T_CMD_TIMEOUT_S" redis-cli -c -h "${REDIS_SEED%%:*}" -p "${REDIS_SEED##*:}" "$@"
+}
+
+# t_redis_sum SKU FIELD: the sum of FIELD of every partition's state hash
+# ({s:SKU:P:K}:st, K from the pool's t.P), e.g. ded (net deducted), flips, grants.
+t_redis_sum() {
+    local sku=$1 field=$2 parts p salt v sum=0
+    parts=$(t_rcli HGET "{s:$sku}:pool" parts)
+    [[ "$parts" =~ ^[0-9]+$ ]] || fail "Redis has no pool for $sku (parts='$parts')"
+    for ((p = 0; p < parts; p++)); do
+        salt=$(t_rcli HGET "{s:$sku}:pool" "t.$p")
+        v=$(t_rcli HGET "{s:$sku:$p:$salt}:st" "$field")
+        [[ "$v" =~ ^-?[0-9]+$ ]] || v=0
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+
+# t_redis_pool SKU FIELD: one field of the pool hash (avail, total, ...).
+t_redis_pool() { t_rcli HGET "{s:$1}:pool" "$2"; }
+
+# ---- load generator --------------------------------------------------------------------
+
+# t_loadgen ARGS...: stock-loadgen against this test's scheduler, bounded; its
+# exit code is returned (0 completed, 1 transport errors > 1%, 2 usage).
+t_loadgen() {
+    timeout --kill-after=10 600 "$T_BIN/stock-loadgen" --url "$HTTP_URL" "$@"
+}
+
+# t_lg FILE PATH: one number from a loadgen --json FILE (e.g. answers.ok, units_ok).
+t_lg() { t_json_get "$2" <"$1"; }
+
+# t_lg_other FILE: deduct answers that are neither ok, duplicate nor sold_out.
+t_lg_other() {
+    "$T_PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["answers"]
+print(sum(v for k, v in a.items() if k not in ("ok", "duplicate", "sold_out")))
+' "$1"
+}
+
+# t_registry_sku SKU: the registry entry of SKU (JSON) from `stockctl --json registry`.
+t_registry_sku() {
+    local out
+    out=$(t_ctl --json registry) || fail "stockctl --json registry failed: $out"
+    "$T_PY" -c '
+import json, sys
+def find(v, sku):
+    if isinstance(v, dict):
+        if v.get("sku") == sku or v.get("id") == sku:
+            return v
+        v = list(v.values())
+    if isinstance(v, list):
+        for x in v:
+            r = find(x, sku)
+            if r is not None:
+                return r
+    return None
+r = find(json.load(sys.stdin), sys.argv[1])
+if r is None:
+    sys.exit(1)
+print(json.dumps(r))
+' "$1" <<<"$out" || fail "SKU $1 not in the registry: $out"
+}
+
+# t_sku_field SKU FIELD: one field of GET /v1/skus/SKU (must answer 200).
+t_sku_field() {
+    t_http GET "/v1/skus/$1"
+    [ "$T_STATUS" = 200 ] || fail "GET /v1/skus/$1: HTTP $T_STATUS: $T_BODY"
+    t_json_get "$2" <<<"$T_BODY"
+}
+
+# t_post_many PATH BODIES OUT: POSTs every line of file BODIES to PATH over one
+# keep-alive connection (one process instead of a curl per request) and writes
+# one line per answer to OUT: "STATUS JSON-BODY". Bounded: 10 s per request.
+t_post_many() {
+    timeout 300 "$T_PY" -c '
+import http.client, sys
+host, port = sys.argv[1].split("//")[1].split(":")
+conn = http.client.HTTPConnection(host, int(port), timeout=10)
+with open(sys.argv[3]) as bodies, open(sys.argv[4], "w") as out:
+    for line in bodies:
+        body = line.rstrip("\n")
+        try:
+            conn.request("POST", sys.argv[2], body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            status, text = r.status, r.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            status, text = 0, "transport error: %s" % e
+        out.write("%d %s\n" % (status, text.replace("\n", " ")))
+' "$HTTP_URL" "$1" "$2" "$3" || fail "t_post_many $1 $2 failed"
+}
