@@ -46,6 +46,7 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 SH_LIB := $(BUILD)/libsh.a
 PROGS  := $(BIN)/stock-scheduler $(BIN)/stock-node $(BIN)/stock-syncd $(BIN)/stockctl \
           $(BIN)/stock-loadgen
+FAULT_BINS := $(BIN)/tests/stock-syncd-fault
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTEG_SRC))
 
@@ -53,7 +54,7 @@ INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTE
 .SECONDARY:
 all: $(PROGS) test-bins
 
-test-bins: $(UNIT_BINS) $(INTEG_BINS)
+test-bins: $(UNIT_BINS) $(INTEG_BINS) $(FAULT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,6 +74,16 @@ $(BIN)/stock-node: $(call obj,$(PN_SRC)) $(SH_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 
 $(BIN)/stock-syncd: $(call obj,$(SW_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
+
+# The sync worker with its test-only fault switches compiled in (STOCK_FAULT_*
+# environment variables); only the tests run it.
+$(BUILD)/fault/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSH_FAULT_INJECTION -c $< -o $@
+
+$(BIN)/tests/stock-syncd-fault: $(patsubst %.c,$(BUILD)/fault/%.o,$(SW_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 

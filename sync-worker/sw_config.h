@@ -10,6 +10,7 @@ typedef struct sw_config {
     char log_level[16];
     char syncd_listen[256];
     int64_t syncd_contexts;
+    int64_t syncd_threads;
     char mysql_host[64];
     int64_t mysql_port;
     char mysql_socket[108];
@@ -19,6 +20,9 @@ typedef struct sw_config {
     int64_t mysql_connect_timeout_s;
     int64_t mysql_rw_timeout_s;
     int64_t mysql_retry_backoff_max_ms;
+    int64_t mysql_retry_attempts_max;
+    int64_t mysql_retry_time_max_ms;
+    int64_t mysql_lock_wait_timeout_s;
     int64_t apply_group_batches_max;
 } sw_config;
 
