@@ -1,14 +1,17 @@
 /* main.c -- stock-node: serves deductions on the partitions it owns in Redis Cluster.
  *
  * Reads top to bottom: options, configuration, signals, the executor (Redis
- * router + group-commit thread), the NNG server, then wait for SIGTERM/SIGINT
- * and stop in reverse order. The node keeps no state of its own: claims,
- * outcomes, counters and details all live in Redis, so a restart (or a kill -9)
- * loses nothing; a request in flight at the kill is re-sent by the peer's NNG
- * req socket and answered idempotently by the scripts. */
+ * router + group-commit thread), the shipper (its own router + NNG req socket
+ * to the sync workers, pn_ship.h), the NNG server, then wait for
+ * SIGTERM/SIGINT and stop in reverse order. The node keeps no state of its
+ * own: claims, outcomes, counters and details all live in Redis, and how far
+ * each partition reached MySQL is asked of a sync worker at start, so a
+ * restart (or a kill -9) loses nothing; a request in flight at the kill is
+ * re-sent by the peer and answered idempotently by the scripts. */
 #include "pn_config.h"
 #include "pn_exec.h"
 #include "pn_server.h"
+#include "pn_ship.h"
 
 #include "sh_daemon.h"
 #include "sh_log.h"
@@ -53,6 +56,12 @@ int main(int argc, char **argv)
     pn_config cfg;
     int exit_now = 0;
     rc = sh_daemon_load_config(&args, pn_config_keys, pn_config_nkeys, &cfg, &exit_now);
+    if (rc == 0 && cfg.node_id > cfg.node_count) {
+        /* A cross-key bound the table cannot express: checked here, with -t too. */
+        fprintf(stderr, "%s: node.id=%lld must not exceed node.count=%lld\n", args.prog,
+                (long long)cfg.node_id, (long long)cfg.node_count);
+        return 1;
+    }
     if (exit_now) {
         return rc;
     }
@@ -69,15 +78,24 @@ int main(int argc, char **argv)
         SH_ERROR(PN_MOD, "cannot start err=%s", sh_strerror(err));
         return 1;
     }
+    pn_ship *ship = NULL;
+    err = pn_ship_start(&ship, &cfg);
+    if (err != SH_OK) {
+        SH_ERROR(PN_MOD, "cannot start the shipper err=%s", sh_strerror(err));
+        pn_exec_stop(ex);
+        return 1;
+    }
     pn_server *srv = NULL;
     err = pn_server_open(&srv, cfg.node_listen, (int)cfg.node_contexts, pn_submit, ex);
     if (err != SH_OK) {
         SH_ERROR(PN_MOD, "cannot serve on node.listen=%s: %s", cfg.node_listen, sh_strerror(err));
+        pn_ship_stop(ship);
         pn_exec_stop(ex);
         return 1;
     }
-    SH_INFO(PN_MOD, "serving node_id=%lld listen=%s contexts=%lld", (long long)cfg.node_id,
-            cfg.node_listen, (long long)cfg.node_contexts);
+    SH_INFO(PN_MOD, "serving node_id=%lld node_count=%lld listen=%s contexts=%lld",
+            (long long)cfg.node_id, (long long)cfg.node_count, cfg.node_listen,
+            (long long)cfg.node_contexts);
 
     int sig = 0;
     for (;;) {
@@ -92,6 +110,8 @@ int main(int argc, char **argv)
      * dropped (their peers re-send to the next node); then NNG shuts down. */
     pn_server_quiesce(srv);
     pn_exec_stop(ex);
+    /* Abandons a batch in flight: its details stay in Redis until acked. */
+    pn_ship_stop(ship);
     pn_server_stats st;
     pn_server_stats_get(srv, &st);
     pn_server_close(srv);

@@ -9,6 +9,7 @@
 typedef struct pn_config {
     char log_level[16];
     int64_t node_id;
+    int64_t node_count; /* node_id <= node_count, checked at start */
     char node_listen[256];
     int64_t node_contexts;
     char redis_seeds[256];

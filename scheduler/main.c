@@ -2,7 +2,8 @@
  *
  * Reads top to bottom: options, configuration, logging, then every part is
  * built in the order it depends on the others (registry, pool rebuilt from
- * Redis, the deduction state machine, node links, HTTP, admin socket), the loop
+ * Redis, the deduction state machine, node links, sync worker links, HTTP,
+ * admin socket), the loop
  * runs, and they are torn down in reverse. One thread, the loop's, owns every
  * mutable thing; NNG's threads only hand replies over (sch_nodes).
  *
@@ -18,6 +19,7 @@
 #include "sch_pool.h"
 #include "sch_registry.h"
 #include "sch_route.h"
+#include "sch_sync.h"
 
 #include "sh_clock.h"
 #include "sh_daemon.h"
@@ -116,6 +118,16 @@ int main(int argc, char **argv)
         }
         return 1;
     }
+    int nworkers = 0;
+    err = sch_sync_count_urls(cfg.sync_urls, &nworkers);
+    if (err != SH_OK) {
+        if (err == SH_ELIMIT) {
+            SH_ERROR("main", "bad sync.urls: more than %d URLs", SCH_SYNC_WORKERS_MAX);
+        } else {
+            SH_ERROR("main", "bad sync.urls: an entry is empty or longer than 255 bytes");
+        }
+        return 1;
+    }
 
     /* A reply to a client that went away must not kill the daemon. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
@@ -181,6 +193,14 @@ int main(int argc, char **argv)
         SH_ERROR("main", "node links failed urls=%s err=%s", cfg.node_urls, sh_strerror(err));
         goto out;
     }
+    /* Catalog and sync-state requests (admin only); workers that are down are
+     * dialled in the background, so the scheduler serves deductions without them. */
+    sch_sync_config scfg = {.urls = cfg.sync_urls, .timeout_ms = (uint32_t)cfg.sync_timeout_ms};
+    if ((err = sch_sync_open(&ctx.sync, &scfg)) != SH_OK) {
+        SH_ERROR("main", "sync worker links failed urls=%s err=%s", cfg.sync_urls,
+                 sh_strerror(err));
+        goto out;
+    }
     if ((err = sch_http_open(&ctx.http, &ctx, m.route)) != SH_OK) {
         SH_ERROR("main", "HTTP server failed err=%s", sh_strerror(err));
         goto out;
@@ -200,7 +220,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    SH_INFO("main", "serving skus=%zu nodes=%d", sch_registry_count(ctx.reg), nnodes);
+    SH_INFO("main", "serving skus=%zu nodes=%d sync_workers=%d", sch_registry_count(ctx.reg),
+            nnodes, nworkers);
     if (event_base_dispatch(ctx.base) < 0) {
         SH_ERROR("main", "event loop failed");
         goto out;
@@ -225,6 +246,8 @@ out:
     sch_http_free(ctx.http);
     ctx.http = NULL;
     sch_route_free(m.route);
+    sch_sync_close(ctx.sync);
+    ctx.sync = NULL;
     if (ctx.pool != NULL) {
         sch_pool_close(ctx.pool);
     }

@@ -1,12 +1,13 @@
 /* sch_admin.c -- the admin socket: one JSON request per line, one JSON reply per line.
  *
  * Operators (stockctl, socat, tests) reach the live scheduler here without going
- * through the HTTP front: the registry as the loop thread sees it, SKU loading,
- * the invariant audit and the counters. It runs on the scheduler's own event
- * loop, so it reads the registry and calls the pool without locks (sch_ctx.h);
- * the price is that a slow command (an audit reads Redis) holds the loop for
- * its duration, which is fine for an operator's tool and bounded by the
- * router's timeouts.
+ * through the HTTP front: the registry as the loop thread sees it, SKU loading
+ * and restocks through the catalog (MySQL, via a sync worker), the invariant
+ * audit (Redis, and Redis against MySQL) and the counters. It runs on the
+ * scheduler's own event loop, so it reads the registry and calls the pool
+ * without locks (sch_ctx.h); the price is that a slow command (an audit reads
+ * Redis and asks a sync worker) holds the loop for its duration, which is fine
+ * for an operator's tool and bounded by the router's and sync.timeout_ms.
  *
  * Everything a client can make us hold is bounded: SCH_ADMIN_CLIENTS_MAX
  * connections (more are closed at accept), one line of at most
@@ -20,7 +21,10 @@
  * them as lossy doubles, LIBRARY-NOTES 6). */
 #include "sch_admin.h"
 
+#include "sch_sync.h"
+
 #include "sh_audit.h"
+#include "sh_clock.h"
 #include "sh_id.h"
 #include "sh_limits.h"
 #include "sh_log.h"
@@ -227,7 +231,8 @@ static cJSON *sch_admin_reply_ok(sch_admin_fail *f)
     return r;
 }
 
-static int sch_admin_part_json(cJSON *arr, const sch_part *p)
+/* lag: the partition's sync lag read from Redis, NULL when it could not be read. */
+static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag *lag)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) {
@@ -251,10 +256,17 @@ static int sch_admin_part_json(cJSON *arr, const sch_part *p)
         cJSON_AddNumberToObject(o, "rate_units_per_s", rate) == NULL) {
         return -1;
     }
+    if (lag != NULL &&
+        (sch_admin_add_u64(o, "details_pending", lag->details_pending) != 0 ||
+         sch_admin_add_u64(o, "oldest_pending_age_ms", lag->oldest_pending_age_ms) != 0)) {
+        return -1;
+    }
     return 0;
 }
 
-static int sch_admin_sku_json(cJSON *arr, const sch_sku *s)
+/* router: where the partitions' sync lag is read (one pipeline per SKU); NULL
+ * leaves it out. */
+static int sch_admin_sku_json(cJSON *arr, const sch_sku *s, struct sh_cluster *router)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) {
@@ -285,8 +297,21 @@ static int sch_admin_sku_json(cJSON *arr, const sch_sku *s)
     if (s->nparts > 0 && s->parts == NULL) {
         return -1; /* a registry bug; reported as internal rather than read */
     }
+    sh_audit_lag lag[SH_PARTITIONS_PER_SKU_MAX];
+    int have_lag = 0;
+    if (router != NULL && s->nparts > 0) {
+        uint16_t salts[SH_PARTITIONS_PER_SKU_MAX];
+        for (uint16_t i = 0; i < s->nparts; i++) {
+            salts[i] = s->parts[i].salt;
+        }
+        sh_err rc = sh_audit_lag_read(router, s->id, salts, s->nparts, sh_clock_wall_ms(), lag);
+        have_lag = rc == SH_OK;
+        if (!have_lag && cJSON_AddStringToObject(o, "lag_error", sh_strerror(rc)) == NULL) {
+            return -1;
+        }
+    }
     for (uint16_t i = 0; i < s->nparts; i++) {
-        if (sch_admin_part_json(parts, &s->parts[i]) != 0) {
+        if (sch_admin_part_json(parts, &s->parts[i], have_lag ? &lag[i] : NULL) != 0) {
             return -1;
         }
     }
@@ -319,7 +344,7 @@ static cJSON *sch_admin_cmd_registry(sch_admin *a, const cJSON *req, sch_admin_f
             cJSON_Delete(r);
             return NULL;
         }
-        if (sch_admin_sku_json(skus, s) != 0) {
+        if (sch_admin_sku_json(skus, s, a->ctx->pool ? sch_pool_router(a->ctx->pool) : NULL) != 0) {
             goto oom;
         }
     }
@@ -330,8 +355,16 @@ oom:
     return NULL;
 }
 
-/* Validates a sku_load request into *spec, defaults applied. */
-static int sch_admin_parse_spec(const cJSON *req, sch_sku_spec *spec, sch_admin_fail *f)
+/* A sku_load request: the SKU, and when total and partitions are given, the
+ * row to create in the catalog if it is absent (defaults applied). */
+typedef struct sch_admin_load {
+    sch_sku_spec spec;
+    int has_row; /* total and partitions given */
+    int has_min, has_max, has_start, has_pul, has_name;
+} sch_admin_load;
+
+/* Validates a sku_load request into *l. */
+static int sch_admin_parse_load(const cJSON *req, sch_admin_load *l, sch_admin_fail *f)
 {
     static const char *const keys[] = {"cmd",       "sku",       "total",    "partitions",
                                        "min_chunk", "max_chunk", "start_ms", "per_user_limit",
@@ -339,35 +372,56 @@ static int sch_admin_parse_spec(const cJSON *req, sch_sku_spec *spec, sch_admin_
     if (sch_admin_check_keys(req, keys, sizeof keys / sizeof keys[0], f) != 0) {
         return -1;
     }
-    memset(spec, 0, sizeof *spec);
+    memset(l, 0, sizeof *l);
+    sch_sku_spec *spec = &l->spec;
     if (sch_admin_get_sku(req, spec->id, sizeof spec->id, f) != 0) {
         return -1;
     }
-    int64_t total, parts, minc = 0, maxc = 0, start = 0, pul = 0;
-    int has_min, has_max, has_start, has_pul;
-    if (sch_admin_get_int(req, "total", 1, SH_SKU_TOTAL_UNITS_MAX, NULL, &total, f) != 0 ||
-        sch_admin_get_int(req, "partitions", 1, SH_PARTITIONS_PER_SKU_MAX, NULL, &parts, f) != 0 ||
-        sch_admin_get_int(req, "min_chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, &has_min, &minc,
-                          f) != 0 ||
-        sch_admin_get_int(req, "max_chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, &has_max, &maxc,
-                          f) != 0 ||
-        sch_admin_get_int(req, "start_ms", 0, SCH_ADMIN_START_MS_MAX, &has_start, &start, f) != 0 ||
-        sch_admin_get_int(req, "per_user_limit", 0, SH_PER_USER_LIMIT_UNITS_MAX, &has_pul, &pul,
+    int64_t total = 0, parts = 0, minc = 0, maxc = 0, start = 0, pul = 0;
+    int has_total, has_parts;
+    if (sch_admin_get_int(req, "total", 1, SH_SKU_TOTAL_UNITS_MAX, &has_total, &total, f) != 0 ||
+        sch_admin_get_int(req, "partitions", 1, SH_PARTITIONS_PER_SKU_MAX, &has_parts, &parts, f) !=
+            0 ||
+        sch_admin_get_int(req, "min_chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, &l->has_min,
+                          &minc, f) != 0 ||
+        sch_admin_get_int(req, "max_chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, &l->has_max,
+                          &maxc, f) != 0 ||
+        sch_admin_get_int(req, "start_ms", 0, SCH_ADMIN_START_MS_MAX, &l->has_start, &start, f) !=
+            0 ||
+        sch_admin_get_int(req, "per_user_limit", 0, SH_PER_USER_LIMIT_UNITS_MAX, &l->has_pul, &pul,
                           f) != 0) {
         return -1;
     }
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
+    l->has_name = name != NULL;
+    if (has_total != has_parts) {
+        sch_admin_failf(f, "bad_request",
+                        "'total' and 'partitions' go together (give neither to load the catalog "
+                        "row as it is)");
+        return -1;
+    }
+    l->has_row = has_total;
+    if (!l->has_row) {
+        if (l->has_min || l->has_max || l->has_start || l->has_pul || l->has_name) {
+            sch_admin_failf(f, "bad_request",
+                            "sale parameters need 'total' and 'partitions' (they create the "
+                            "catalog row)");
+            return -1;
+        }
+        return 0;
+    }
     /* Defaults: a chunk of 100 (never more than the SKU, nor than a given
      * max_chunk), up to 10000 (never less than min_chunk). */
-    if (!has_min) {
+    if (!l->has_min) {
         minc = SCH_ADMIN_CHUNK_MIN_DEFAULT;
         if (minc > total) {
             minc = total;
         }
-        if (has_max && minc > maxc) {
+        if (l->has_max && minc > maxc) {
             minc = maxc;
         }
     }
-    if (!has_max) {
+    if (!l->has_max) {
         maxc = SCH_ADMIN_CHUNK_MAX_DEFAULT > minc ? SCH_ADMIN_CHUNK_MAX_DEFAULT : minc;
     }
     if (minc > maxc) {
@@ -375,7 +429,6 @@ static int sch_admin_parse_spec(const cJSON *req, sch_sku_spec *spec, sch_admin_
                         maxc);
         return -1;
     }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
     if (name != NULL) {
         if (!cJSON_IsString(name) || name->valuestring == NULL) {
             sch_admin_failf(f, "bad_request", "'name' must be a string");
@@ -407,16 +460,203 @@ static int sch_admin_parse_spec(const cJSON *req, sch_sku_spec *spec, sch_admin_
     return 0;
 }
 
+/* ---- the catalog (sync workers) -------------------------------------------------- */
+
+/* The catalog row of a load request (UPSERT). */
+static void sch_admin_spec_to_row(const sch_sku_spec *spec, sh_wire_sku *row)
+{
+    memset(row, 0, sizeof *row);
+    sh_err rc = sh_wire_str_set(row->sku_id, sizeof row->sku_id, &row->sku_id_len, spec->id,
+                                strlen(spec->id));
+    SH_ASSERT(rc == SH_OK); /* validated by sch_admin_parse_load */
+    rc = sh_wire_str_set(row->name, sizeof row->name, &row->name_len, spec->name,
+                         strlen(spec->name));
+    SH_ASSERT(rc == SH_OK);
+    row->total = spec->total;
+    row->start_ms = spec->start_ms;
+    row->per_user_limit = spec->per_user_limit;
+    row->partitions = spec->partitions;
+    row->min_chunk = spec->min_chunk;
+    row->max_chunk = spec->max_chunk;
+}
+
+/* A stored catalog row into the spec the pool loads. Rows come from MySQL
+ * through a worker: the codec checked their bounds, this checks what the codec
+ * cannot know (the id is the one asked for, byte for byte; a start the admin
+ * socket could not have taken). */
+static int sch_admin_row_to_spec(const sh_wire_sku *row, const char *sku, sch_sku_spec *spec,
+                                 sch_admin_fail *f)
+{
+    if (strcmp(row->sku_id, sku) != 0) {
+        /* sku.sku_id compares case-insensitively in MySQL (utf8mb4_unicode_ci),
+         * Redis keys do not: loading one under the other's name would split it. */
+        sch_admin_failf(f, "catalog_conflict",
+                        "the catalog answered row '%s' for SKU '%s' (MySQL compares ids without "
+                        "case); use the catalog's id",
+                        row->sku_id, sku);
+        return -1;
+    }
+    if (row->start_ms > SCH_ADMIN_START_MS_MAX ||
+        sh_id_check_sku(row->sku_id, row->sku_id_len) != SH_OK) {
+        sch_admin_failf(f, "catalog_conflict", "the catalog row of '%s' is out of range", sku);
+        return -1;
+    }
+    memset(spec, 0, sizeof *spec);
+    memcpy(spec->id, row->sku_id, (size_t)row->sku_id_len + 1);
+    memcpy(spec->name, row->name, (size_t)row->name_len + 1);
+    spec->total = row->total;
+    spec->start_ms = row->start_ms;
+    spec->per_user_limit = row->per_user_limit;
+    spec->partitions = row->partitions;
+    spec->min_chunk = row->min_chunk;
+    spec->max_chunk = row->max_chunk;
+    return 0;
+}
+
+/* Runs one catalog request. 0 with *rep and *row (when *nrows) filled and
+ * rep->status SH_OK; -1 with *f filled otherwise (unknown SKU, conflict, no
+ * worker). */
+static int sch_admin_catalog(sch_admin *a, const sh_wire_catalog_req *req, sh_wire_catalog_rep *rep,
+                             sh_wire_sku *row, size_t *nrows, sch_admin_fail *f)
+{
+    if (a->ctx->sync == NULL) {
+        sch_admin_failf(f, "internal", "no sync worker links");
+        return -1;
+    }
+    char why[SCH_ADMIN_MESSAGE_BYTES];
+    sh_err rc = sch_sync_catalog(a->ctx->sync, req, rep, row, nrows, why, sizeof why);
+    if (rc != SH_OK) {
+        sch_admin_failf(f, "unavailable", "the catalog (MySQL) did not answer: %s", why);
+        SH_WARN("admin", "catalog request failed sku=%s err=%s why=\"%s\"", req->sku.sku_id,
+                sh_strerror(rc), why);
+        return -1;
+    }
+    switch (rep->status) {
+    case SH_OK:
+        if (req->op != SH_WIRE_CAT_LIST && *nrows != 1) {
+            sch_admin_failf(f, "internal", "the catalog answered without the row of %s",
+                            req->sku.sku_id);
+            return -1;
+        }
+        return 0;
+    case SH_ENOTFOUND:
+        sch_admin_failf(f, "unknown_sku", "no SKU '%s' in the catalog (MySQL)%s", req->sku.sku_id,
+                        req->op == SH_WIRE_CAT_GET ? "; give total and partitions to create it"
+                                                   : "");
+        return -1;
+    case SH_EEXIST:
+        sch_admin_failf(f, req->op == SH_WIRE_CAT_RESTOCK ? "restock_conflict" : "catalog_conflict",
+                        "%s", rep->message);
+        return -1;
+    case SH_EINVAL:
+    case SH_ERANGE:
+        sch_admin_failf(f, "bad_request", "the catalog refused it: %s (%s)", rep->message,
+                        sh_strerror(rep->status));
+        return -1;
+    default:
+        sch_admin_failf(f, "internal", "the catalog answered %s: %s", sh_strerror(rep->status),
+                        rep->message);
+        return -1;
+    }
+}
+
+/* Appends "; "-separated text to a note. */
+static void sch_admin_note(char *note, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sch_admin_note(char *note, size_t cap, const char *fmt, ...)
+{
+    size_t used = strnlen(note, cap);
+    if (used + 3 >= cap) {
+        return;
+    }
+    if (used > 0) {
+        memcpy(note + used, ", ", 3);
+        used += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(note + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+/* The fields of a load request that the stored row does not match. */
+static void sch_admin_load_diff(const sch_admin_load *l, const sh_wire_sku *row, char *note,
+                                size_t cap)
+{
+    const sch_sku_spec *q = &l->spec;
+    if (row->total != q->total) {
+        sch_admin_note(note, cap, "total %" PRId64 " (asked %" PRId64 ")", row->total, q->total);
+    }
+    if (row->partitions != q->partitions) {
+        sch_admin_note(note, cap, "partitions %u (asked %u)", (unsigned)row->partitions,
+                       (unsigned)q->partitions);
+    }
+    if (l->has_min && row->min_chunk != q->min_chunk) {
+        sch_admin_note(note, cap, "min_chunk %u (asked %u)", row->min_chunk, q->min_chunk);
+    }
+    if (l->has_max && row->max_chunk != q->max_chunk) {
+        sch_admin_note(note, cap, "max_chunk %u (asked %u)", row->max_chunk, q->max_chunk);
+    }
+    if (l->has_start && row->start_ms != q->start_ms) {
+        sch_admin_note(note, cap, "start_ms %" PRId64 " (asked %" PRId64 ")", row->start_ms,
+                       q->start_ms);
+    }
+    if (l->has_pul && row->per_user_limit != q->per_user_limit) {
+        sch_admin_note(note, cap, "per_user_limit %u (asked %u)", row->per_user_limit,
+                       q->per_user_limit);
+    }
+    if (l->has_name && strcmp(row->name, q->name) != 0) {
+        sch_admin_note(note, cap, "name \"%.40s\" (asked \"%.40s\")", row->name, q->name);
+    }
+}
+
+/* sku_load: the catalog row is the truth. With total and partitions the row is
+ * created if absent (UPSERT); without them it must exist (GET). Either way the
+ * STORED row is what the pool loads, so loading again, with the same or with
+ * other numbers, changes nothing (and says so). A crash between the two steps
+ * heals on the next load: the row is there, the pool is created from it. */
 static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_fail *f)
 {
-    sch_sku_spec spec;
-    if (sch_admin_parse_spec(req, &spec, f) != 0) {
+    sch_admin_load l;
+    if (sch_admin_parse_load(req, &l, f) != 0) {
         return NULL;
     }
     if (a->ctx->pool == NULL || a->ctx->reg == NULL) {
         sch_admin_failf(f, "internal", "the pool is not available");
         return NULL;
     }
+    sh_wire_catalog_req creq;
+    memset(&creq, 0, sizeof creq);
+    if (l.has_row) {
+        creq.op = SH_WIRE_CAT_UPSERT;
+        sch_admin_spec_to_row(&l.spec, &creq.sku);
+    } else {
+        creq.op = SH_WIRE_CAT_GET;
+        sh_err rc = sh_wire_str_set(creq.sku.sku_id, sizeof creq.sku.sku_id, &creq.sku.sku_id_len,
+                                    l.spec.id, strlen(l.spec.id));
+        SH_ASSERT(rc == SH_OK);
+    }
+    sh_wire_catalog_rep crep;
+    sh_wire_sku row;
+    size_t nrows = 0;
+    if (sch_admin_catalog(a, &creq, &crep, &row, &nrows, f) != 0) {
+        return NULL;
+    }
+    int row_created = l.has_row && crep.applied;
+    sch_sku_spec spec;
+    if (sch_admin_row_to_spec(&row, l.spec.id, &spec, f) != 0) {
+        return NULL;
+    }
+    char note[SCH_ADMIN_MESSAGE_BYTES] = "";
+    if (l.has_row && !row_created) {
+        char diff[SCH_ADMIN_MESSAGE_BYTES] = "";
+        sch_admin_load_diff(&l, &row, diff, sizeof diff);
+        if (diff[0] != '\0') {
+            snprintf(note, sizeof note, "the catalog row already existed and was kept: %.200s",
+                     diff);
+        }
+    }
+
     int created = 0;
     char msg[SCH_ADMIN_MESSAGE_BYTES] = "";
     sh_err rc = sch_pool_load_sku(a->ctx->pool, a->ctx->reg, &spec, &created, msg, sizeof msg);
@@ -430,13 +670,31 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
         SH_WARN("admin", "sku load failed sku=%s rc=%s msg=\"%s\"", spec.id, sh_strerror(rc), msg);
         return NULL;
     }
-    SH_INFO("admin", "sku load sku=%s created=%d total=%" PRId64 " partitions=%u", spec.id,
-            created ? 1 : 0, spec.total, (unsigned)spec.partitions);
+    const sch_sku *s = sch_registry_find(a->ctx->reg, spec.id, strlen(spec.id));
+    if (s != NULL && !created && (s->total != spec.total || s->nparts != spec.partitions)) {
+        /* A restock applied in the catalog but not (yet) in the pool, or a pool
+         * made before the catalog held the row. */
+        char d[SCH_ADMIN_MESSAGE_BYTES];
+        snprintf(d, sizeof d,
+                 "Redis holds total %" PRId64 " in %u partitions, the catalog row total %" PRId64
+                 " in %u",
+                 s->total, (unsigned)s->nparts, spec.total, (unsigned)spec.partitions);
+        sch_admin_note(note, sizeof note, "%s", d);
+    }
+    SH_INFO("admin",
+            "sku load sku=%s created=%d row_created=%d total=%" PRId64 " partitions=%u note=\"%s\"",
+            spec.id, created ? 1 : 0, row_created, spec.total, (unsigned)spec.partitions, note);
     cJSON *r = sch_admin_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
-    if (sch_admin_add_bool(r, "created", created) != 0) {
+    if (sch_admin_add_bool(r, "created", created) != 0 ||
+        sch_admin_add_bool(r, "row_created", row_created) != 0 ||
+        cJSON_AddStringToObject(r, "sku", spec.id) == NULL ||
+        sch_admin_add_i64(r, "total", s != NULL ? s->total : spec.total) != 0 ||
+        sch_admin_add_i64(r, "partitions", s != NULL ? s->nparts : spec.partitions) != 0 ||
+        sch_admin_add_i64(r, "catalog_total", spec.total) != 0 ||
+        (note[0] != '\0' && cJSON_AddStringToObject(r, "note", note) == NULL)) {
         cJSON_Delete(r);
         sch_admin_failf(f, "internal", "out of memory");
         return NULL;
@@ -444,9 +702,567 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
     return r;
 }
 
-typedef struct sch_admin_verdict {
-    int conservation, no_negative, no_oversell;
-} sch_admin_verdict;
+/* sku_restock: units to sku.total once per restock id (the catalog), then to
+ * the pool once per restock id (Redis). The Redis step runs also when the
+ * catalog says "already applied", so a crash between the two heals when the
+ * operator repeats the command; each step is idempotent by the id. */
+static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+{
+    static const char *const keys[] = {"cmd", "sku", "units", "restock_id"};
+    if (sch_admin_check_keys(req, keys, sizeof keys / sizeof keys[0], f) != 0) {
+        return NULL;
+    }
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    int64_t units = 0;
+    if (sch_admin_get_sku(req, sku, sizeof sku, f) != 0 ||
+        sch_admin_get_int(req, "units", 1, SH_SKU_TOTAL_UNITS_MAX, NULL, &units, f) != 0) {
+        return NULL;
+    }
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(req, "restock_id");
+    if (rid == NULL) {
+        sch_admin_failf(f, "bad_request", "missing field 'restock_id'");
+        return NULL;
+    }
+    if (!cJSON_IsString(rid) || rid->valuestring == NULL ||
+        sh_id_check_order(rid->valuestring, strlen(rid->valuestring)) != SH_OK) {
+        sch_admin_failf(f, "bad_request",
+                        "'restock_id' must be a string of 1..%d characters of [A-Za-z0-9_.:-]",
+                        SH_RESTOCK_ID_CHARS_MAX);
+        return NULL;
+    }
+    _Static_assert(SH_ORDER_ID_CHARS_MAX <= SH_RESTOCK_ID_CHARS_MAX,
+                   "a restock id checked like an order id fits the restock table");
+    const char *restock_id = rid->valuestring;
+    if (a->ctx->pool == NULL || a->ctx->reg == NULL) {
+        sch_admin_failf(f, "internal", "the pool is not available");
+        return NULL;
+    }
+    /* Loaded first: a restock of a SKU the pool does not hold would change the
+     * catalog and leave Redis behind with nothing to heal it. */
+    sch_sku *s = sch_registry_find(a->ctx->reg, sku, strlen(sku));
+    if (s == NULL) {
+        sch_admin_failf(f, "unknown_sku", "SKU '%s' is not loaded (sku load it first)", sku);
+        return NULL;
+    }
+    sh_wire_catalog_req creq;
+    memset(&creq, 0, sizeof creq);
+    creq.op = SH_WIRE_CAT_RESTOCK;
+    creq.units = units;
+    sh_err rc = sh_wire_str_set(creq.sku.sku_id, sizeof creq.sku.sku_id, &creq.sku.sku_id_len, sku,
+                                strlen(sku));
+    SH_ASSERT(rc == SH_OK);
+    rc = sh_wire_str_set(creq.restock_id, sizeof creq.restock_id, &creq.restock_id_len, restock_id,
+                         strlen(restock_id));
+    SH_ASSERT(rc == SH_OK);
+    sh_wire_catalog_rep crep;
+    sh_wire_sku row;
+    size_t nrows = 0;
+    if (sch_admin_catalog(a, &creq, &crep, &row, &nrows, f) != 0) {
+        return NULL;
+    }
+    int catalog_applied = crep.applied;
+    int pool_applied = 0;
+    rc = sch_pool_restock(a->ctx->pool, s, restock_id, units, &pool_applied);
+    if (rc != SH_OK) {
+        sch_admin_failf(f, "internal",
+                        "restock %s: the catalog holds it%s, the pool failed (%s); repeat the "
+                        "same command to finish it",
+                        restock_id, catalog_applied ? " now" : "", sh_strerror(rc));
+        SH_WARN("admin", "restock pool step failed sku=%s id=%s err=%s", sku, restock_id,
+                sh_strerror(rc));
+        return NULL;
+    }
+    /* The registry's copy of the pool follows the script's answer, refreshed
+     * from Redis so a restock applied by an earlier, crashed attempt shows. */
+    (void)sch_pool_refresh(a->ctx->pool, s);
+    SH_INFO("admin",
+            "restock sku=%s id=%s units=%" PRId64 " catalog_applied=%d pool_applied=%d "
+            "total=%" PRId64,
+            sku, restock_id, units, catalog_applied, pool_applied, s->total);
+    cJSON *r = sch_admin_reply_ok(f);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
+        cJSON_AddStringToObject(r, "restock_id", restock_id) == NULL ||
+        sch_admin_add_i64(r, "units", units) != 0 ||
+        sch_admin_add_bool(r, "applied", catalog_applied || pool_applied) != 0 ||
+        sch_admin_add_bool(r, "catalog_applied", catalog_applied) != 0 ||
+        sch_admin_add_bool(r, "pool_applied", pool_applied) != 0 ||
+        sch_admin_add_i64(r, "total", s->total) != 0 ||
+        sch_admin_add_i64(r, "catalog_total", row.total) != 0) {
+        cJSON_Delete(r);
+        sch_admin_failf(f, "internal", "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- audit ------------------------------------------------------------------
+ * Redis's own invariants (sh_audit: conservation, signs, oversell) plus the
+ * comparison with MySQL (DESIGN.md 8.3), partition by partition:
+ *
+ *   exactness       Redis ded == SUM(qty) of MySQL's detail rows + qty of the
+ *                   details still pending in Redis (seq > synced_seq), and
+ *                   stock_partition.deducted == that SUM(qty)
+ *   each detail once  COUNT(*) == detail_rows == synced_seq == MAX(seq)
+ *   no lost detail  Redis seq == synced_seq + pending count, the pending
+ *                   details being exactly synced_seq+1 .. seq
+ *
+ * One pass reads Redis first (counters, then each stream from ack+1 up to the
+ * seq just read), then MySQL through a sync worker. That order tolerates the
+ * node shipping meanwhile: a trim after the Redis read removes only details
+ * MySQL committed before acking them, which MySQL's later read then counts.
+ * Traffic can still make a pass inconsistent (MySQL overtaking the Redis read),
+ * so passes repeat, SCH_ADMIN_AUDIT_PAUSE_MS apart, until one is consistent
+ * or two in a row read the same numbers (then what is broken is broken), at
+ * most SCH_ADMIN_AUDIT_PASSES_MAX times; otherwise the reply says stable:false.
+ * The pauses hold the loop thread (see sch_sync.h): an operator's command. */
+
+#define SCH_ADMIN_AUDIT_PASSES_MAX  10
+#define SCH_ADMIN_AUDIT_PAUSE_MS    100
+#define SCH_ADMIN_AUDIT_DETAILS_MAX 200000 /* pending details read per pass, all partitions */
+#define SCH_ADMIN_AUDIT_TEXT_BYTES  240
+
+typedef enum sch_chk_state { CHK_OK = 0, CHK_BROKEN, CHK_UNVERIFIED } sch_chk_state;
+
+enum {
+    CHK_CONSERVATION = 0,
+    CHK_NO_NEGATIVE,
+    CHK_NO_OVERSELL,
+    CHK_EXACTNESS,
+    CHK_DETAILS_ONCE,
+    CHK_NO_LOST_DETAIL,
+    CHK_COUNT_
+};
+
+static const struct {
+    const char *name;  /* JSON key */
+    const char *label; /* what stockctl prints */
+} sch_chk_names[CHK_COUNT_] = {
+    [CHK_CONSERVATION] = {"conservation", "conservation"},
+    [CHK_NO_NEGATIVE] = {"no_negative", "no negative counter"},
+    [CHK_NO_OVERSELL] = {"no_oversell", "no oversell"},
+    [CHK_EXACTNESS] = {"exactness", "exactness"},
+    [CHK_DETAILS_ONCE] = {"details_once", "each detail once"},
+    [CHK_NO_LOST_DETAIL] = {"no_lost_detail", "no lost detail"},
+};
+
+/* One partition compared: Redis, MySQL, and what lies between. */
+typedef struct sch_audit_part {
+    sh_audit_part_state red;
+    sh_wire_sync_part my; /* zeros when MySQL has nothing of it */
+    uint64_t pend_n;      /* details with seq > synced_seq read from the stream */
+    int64_t pend_qty;
+    int pend_contiguous; /* they are synced_seq+1 .. in order */
+    size_t det_off, det_n;
+} sch_audit_part;
+
+/* One pass. */
+typedef struct sch_audit_pass {
+    sh_audit au;
+    sch_audit_part p[SH_PARTITIONS_PER_SKU_MAX];
+    int mysql_ok;    /* MySQL's state was read */
+    int details_ok;  /* every pending detail fitted SCH_ADMIN_AUDIT_DETAILS_MAX */
+    int mysql_extra; /* MySQL holds a partition index Redis does not have */
+    uint16_t extra_part;
+    int64_t my_qty, my_rows, my_ded, my_detail_rows;
+    uint64_t my_synced, pend_n, red_seq;
+    int64_t pend_qty;
+    sch_chk_state chk[CHK_COUNT_];
+    char text[CHK_COUNT_][SCH_ADMIN_AUDIT_TEXT_BYTES];
+} sch_audit_pass;
+
+/* The work area of one audit command (about 3.5 MB with the details). */
+typedef struct sch_audit_work {
+    sch_audit_pass cur, prev;
+    sh_audit_detail *details; /* SCH_ADMIN_AUDIT_DETAILS_MAX */
+    sh_audit_part_state red[SH_PARTITIONS_PER_SKU_MAX];
+    sh_wire_sync_part my[SH_PARTITIONS_PER_SKU_MAX];
+    int mysql_gave_up; /* no worker answered: MySQL stays unverified, not asked again */
+    char mysql_why[SCH_ADMIN_MESSAGE_BYTES];
+} sch_audit_work;
+
+static void sch_chk_set(sch_audit_pass *ps, int c, sch_chk_state st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void sch_chk_set(sch_audit_pass *ps, int c, sch_chk_state st, const char *fmt, ...)
+{
+    ps->chk[c] = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->text[c], sizeof ps->text[c], fmt, ap);
+    va_end(ap);
+}
+
+/* Reads Redis (counters and pending details) and then MySQL into w->cur. */
+static sh_err sch_audit_read(sch_admin *a, const char *sku, sch_audit_work *w, sch_admin_fail *f)
+{
+    sch_audit_pass *ps = &w->cur;
+    memset(ps, 0, sizeof *ps);
+    struct sh_cluster *router = sch_pool_router(a->ctx->pool);
+    sh_err rc = sh_audit_sku_parts(router, sku, &ps->au, w->red, SH_PARTITIONS_PER_SKU_MAX);
+    if (rc == SH_ENOTFOUND) {
+        sch_admin_failf(f, "unknown_sku", "no SKU '%s' in Redis", sku);
+        return rc;
+    }
+    if (rc != SH_OK) {
+        sch_admin_failf(f, "internal", "audit of %s: %s", sku, sh_strerror(rc));
+        return rc;
+    }
+    ps->au.broken[sizeof ps->au.broken - 1] = '\0';
+    int np = ps->au.partitions;
+    SH_ASSERT(np >= 1 && np <= SH_PARTITIONS_PER_SKU_MAX);
+    for (int i = 0; i < np; i++) {
+        ps->p[i].red = w->red[i];
+        ps->red_seq += w->red[i].seq;
+    }
+    if (w->mysql_gave_up || a->ctx->sync == NULL) {
+        return SH_OK;
+    }
+    /* The details not acked yet, up to the seq just read. */
+    size_t used = 0;
+    ps->details_ok = 1;
+    for (int i = 0; i < np && ps->details_ok; i++) {
+        const sh_audit_part_state *r = &w->red[i];
+        int truncated = 0;
+        size_t n = 0;
+        ps->p[i].det_off = used;
+        rc =
+            sh_audit_details_read(router, sku, r->index, r->salt, r->ack, r->seq, w->details + used,
+                                  SCH_ADMIN_AUDIT_DETAILS_MAX - used, &n, &truncated);
+        if (rc != SH_OK) {
+            sch_admin_failf(f, "internal", "audit of %s: reading the stream of partition %d: %s",
+                            sku, i, sh_strerror(rc));
+            return rc;
+        }
+        ps->p[i].det_n = n;
+        used += n;
+        ps->details_ok = !truncated;
+    }
+    /* Then MySQL. */
+    sh_wire_sync_state_rep rep;
+    size_t nmy = 0;
+    char why[SCH_ADMIN_MESSAGE_BYTES];
+    rc = sch_sync_state(a->ctx->sync, sku, &rep, w->my, &nmy, why, sizeof why);
+    if (rc != SH_OK || rep.status != SH_OK) {
+        w->mysql_gave_up = 1;
+        if (rc != SH_OK) {
+            snprintf(w->mysql_why, sizeof w->mysql_why, "no sync worker answered (%.200s)", why);
+        } else {
+            snprintf(w->mysql_why, sizeof w->mysql_why,
+                     "the sync worker could not read MySQL: %.190s", rep.message);
+        }
+        SH_WARN("admin", "audit: MySQL not verified sku=%s why=\"%s\"", sku, w->mysql_why);
+        return SH_OK;
+    }
+    ps->mysql_ok = 1;
+    for (size_t k = 0; k < nmy; k++) {
+        const sh_wire_sync_part *m = &w->my[k];
+        if (m->partition >= np) {
+            if (!ps->mysql_extra) {
+                ps->mysql_extra = 1;
+                ps->extra_part = m->partition;
+            }
+            continue;
+        }
+        ps->p[m->partition].my = *m;
+    }
+    return SH_OK;
+}
+
+/* Computes the checks of w->cur from what sch_audit_read read. */
+static void sch_audit_check(sch_audit_work *w)
+{
+    sch_audit_pass *ps = &w->cur;
+    const sh_audit *au = &ps->au;
+    int np = au->partitions;
+    /* Redis alone (sh_audit's verdicts). */
+    if (au->conservation_ok) {
+        sch_chk_set(ps, CHK_CONSERVATION, CHK_OK,
+                    "total %" PRId64 " = pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
+                    " + partitions %" PRId64 " + deducted %" PRId64,
+                    au->total, au->avail, au->pending_grant_units, au->pending_return_units,
+                    au->partition_units, au->deducted);
+    } else {
+        sch_chk_set(ps, CHK_CONSERVATION, CHK_BROKEN,
+                    "total %" PRId64 " != pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
+                    " + partitions %" PRId64 " + deducted %" PRId64,
+                    au->total, au->avail, au->pending_grant_units, au->pending_return_units,
+                    au->partition_units, au->deducted);
+    }
+    sch_chk_set(ps, CHK_NO_NEGATIVE, au->no_negative_ok ? CHK_OK : CHK_BROKEN, "%s",
+                au->no_negative_ok ? "" : au->broken);
+    sch_chk_set(ps, CHK_NO_OVERSELL, au->no_oversell_ok ? CHK_OK : CHK_BROKEN,
+                "Redis %" PRId64 " %s total %" PRId64, au->deducted,
+                au->no_oversell_ok ? "<=" : ">", au->total);
+    if (!ps->mysql_ok) {
+        const char *why = w->mysql_why[0] ? w->mysql_why : "no sync worker link";
+        sch_chk_set(ps, CHK_EXACTNESS, CHK_UNVERIFIED, "MySQL not verified: %s", why);
+        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_UNVERIFIED, "MySQL not verified");
+        sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_UNVERIFIED, "MySQL not verified");
+        return;
+    }
+    /* Per partition against MySQL. The first partition that breaks a check
+     * names it; the sums describe the SKU when all hold. */
+    int exact = -1, once = -1, lost = -1, neg = -1;
+    for (int i = 0; i < np; i++) {
+        sch_audit_part *p = &ps->p[i];
+        const sh_wire_sync_part *m = &p->my;
+        const sh_audit_detail *d = w->details + p->det_off;
+        uint64_t expect = m->synced_seq + 1;
+        p->pend_contiguous = 1;
+        for (size_t k = 0; k < p->det_n; k++) {
+            if (d[k].seq <= m->synced_seq) {
+                continue; /* MySQL has it: committed, not acked yet when Redis was read */
+            }
+            p->pend_contiguous &= d[k].seq == expect;
+            expect = d[k].seq + 1;
+            p->pend_n++;
+            p->pend_qty += d[k].qty;
+        }
+        ps->my_qty += m->qty_counted;
+        ps->my_rows += m->rows_counted;
+        ps->my_ded += m->deducted;
+        ps->my_detail_rows += m->detail_rows;
+        ps->my_synced += m->synced_seq;
+        ps->pend_n += p->pend_n;
+        ps->pend_qty += p->pend_qty;
+        if (neg < 0 && (m->deducted < 0 || m->qty_counted < 0)) {
+            neg = i;
+        }
+        if (exact < 0 &&
+            (p->red.ded != m->qty_counted + p->pend_qty || m->deducted != m->qty_counted)) {
+            exact = i;
+        }
+        if (once < 0 &&
+            !(m->rows_counted == m->detail_rows && (uint64_t)m->detail_rows == m->synced_seq &&
+              m->max_seq == m->synced_seq)) {
+            once = i;
+        }
+        if (lost < 0 && !(m->synced_seq <= p->red.seq && p->pend_contiguous &&
+                          p->red.seq == m->synced_seq + p->pend_n)) {
+            lost = i;
+        }
+    }
+    if (neg >= 0 && ps->chk[CHK_NO_NEGATIVE] == CHK_OK) {
+        sch_chk_set(ps, CHK_NO_NEGATIVE, CHK_BROKEN,
+                    "MySQL partition %d: deducted %" PRId64 ", SUM(qty) %" PRId64, neg,
+                    ps->p[neg].my.deducted, ps->p[neg].my.qty_counted);
+    }
+    if (ps->my_ded > au->total || ps->my_qty > au->total) {
+        sch_chk_set(ps, CHK_NO_OVERSELL, CHK_BROKEN,
+                    "MySQL deducted %" PRId64 " (SUM(qty) %" PRId64 ") > total %" PRId64,
+                    ps->my_ded, ps->my_qty, au->total);
+    } else if (ps->chk[CHK_NO_OVERSELL] == CHK_OK) {
+        sch_chk_set(ps, CHK_NO_OVERSELL, CHK_OK,
+                    "Redis %" PRId64 " <= total %" PRId64 ", MySQL %" PRId64 " <= total",
+                    au->deducted, au->total, ps->my_qty);
+    }
+    if (!ps->details_ok) {
+        sch_chk_set(ps, CHK_EXACTNESS, CHK_UNVERIFIED,
+                    "too many pending to verify: more than %d details pending in Redis",
+                    SCH_ADMIN_AUDIT_DETAILS_MAX);
+        sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_UNVERIFIED,
+                    "too many pending to verify: more than %d details pending in Redis",
+                    SCH_ADMIN_AUDIT_DETAILS_MAX);
+    } else {
+        if (ps->mysql_extra) {
+            sch_chk_set(ps, CHK_EXACTNESS, CHK_BROKEN,
+                        "MySQL holds partition %u, which Redis does not have (%d partitions)",
+                        (unsigned)ps->extra_part, np);
+        } else if (exact >= 0) {
+            const sch_audit_part *p = &ps->p[exact];
+            sch_chk_set(ps, CHK_EXACTNESS, CHK_BROKEN,
+                        "partition %d: Redis ded %" PRId64 " vs MySQL SUM(qty) %" PRId64
+                        " + pending %" PRId64 " (stock_partition.deducted %" PRId64 ")",
+                        exact, p->red.ded, p->my.qty_counted, p->pend_qty, p->my.deducted);
+        } else {
+            sch_chk_set(ps, CHK_EXACTNESS, CHK_OK,
+                        "Redis %" PRId64 " = MySQL %" PRId64 " + pending %" PRId64
+                        ", every partition",
+                        au->deducted, ps->my_qty, ps->pend_qty);
+        }
+        if (lost >= 0) {
+            const sch_audit_part *p = &ps->p[lost];
+            sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_BROKEN,
+                        "partition %d: Redis seq %" PRIu64 " vs synced_seq %" PRIu64
+                        " + pending %" PRIu64 "%s",
+                        lost, p->red.seq, p->my.synced_seq, p->pend_n,
+                        p->my.synced_seq > p->red.seq ? " (MySQL ahead of the Redis read)"
+                        : !p->pend_contiguous         ? " (a gap in the pending details)"
+                                                      : "");
+        } else {
+            sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_OK,
+                        "Redis seq %" PRIu64 " = synced_seq %" PRIu64 " + pending %" PRIu64
+                        ", every partition",
+                        ps->red_seq, ps->my_synced, ps->pend_n);
+        }
+    }
+    if (once >= 0) {
+        const sh_wire_sync_part *m = &ps->p[once].my;
+        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_BROKEN,
+                    "partition %d: rows %" PRId64 ", detail_rows %" PRId64 ", synced_seq %" PRIu64
+                    ", max seq %" PRIu64,
+                    once, m->rows_counted, m->detail_rows, m->synced_seq, m->max_seq);
+    } else {
+        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_OK,
+                    "rows %" PRId64 " = detail_rows %" PRId64 " = synced_seq %" PRIu64
+                    " = max seq, every partition",
+                    ps->my_rows, ps->my_detail_rows, ps->my_synced);
+    }
+}
+
+static int sch_audit_all_ok(const sch_audit_pass *ps)
+{
+    for (int c = 0; c < CHK_COUNT_; c++) {
+        if (ps->chk[c] != CHK_OK) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Two passes read the same numbers (texts follow from them). */
+static int sch_audit_same(const sch_audit_pass *x, const sch_audit_pass *y)
+{
+    const sh_audit *a = &x->au, *b = &y->au;
+    if (a->total != b->total || a->avail != b->avail ||
+        a->pending_grant_units != b->pending_grant_units ||
+        a->pending_return_units != b->pending_return_units ||
+        a->partition_units != b->partition_units || a->deducted != b->deducted ||
+        a->seq_sum != b->seq_sum || a->partitions != b->partitions || x->mysql_ok != y->mysql_ok ||
+        x->details_ok != y->details_ok) {
+        return 0;
+    }
+    for (int i = 0; i < a->partitions; i++) {
+        const sch_audit_part *p = &x->p[i], *q = &y->p[i];
+        const sh_wire_sync_part *m = &p->my, *n = &q->my;
+        if (p->red.ded != q->red.ded || p->red.seq != q->red.seq || p->pend_n != q->pend_n ||
+            p->pend_qty != q->pend_qty || m->synced_seq != n->synced_seq ||
+            m->deducted != n->deducted || m->detail_rows != n->detail_rows ||
+            m->rows_counted != n->rows_counted || m->qty_counted != n->qty_counted ||
+            m->max_seq != n->max_seq) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int sch_audit_part_json(cJSON *arr, const sch_audit_pass *ps, int i)
+{
+    const sch_audit_part *p = &ps->p[i];
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) {
+        return -1;
+    }
+    if (!cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    if (sch_admin_add_i64(o, "partition", i) != 0 ||
+        sch_admin_add_i64(o, "redis_ded", p->red.ded) != 0 ||
+        sch_admin_add_u64(o, "redis_seq", p->red.seq) != 0 ||
+        sch_admin_add_u64(o, "ack", p->red.ack) != 0) {
+        return -1;
+    }
+    if (!ps->mysql_ok) {
+        return 0;
+    }
+    if (sch_admin_add_u64(o, "synced_seq", p->my.synced_seq) != 0 ||
+        sch_admin_add_i64(o, "mysql_deducted", p->my.deducted) != 0 ||
+        sch_admin_add_i64(o, "detail_rows", p->my.detail_rows) != 0 ||
+        sch_admin_add_i64(o, "rows_counted", p->my.rows_counted) != 0 ||
+        sch_admin_add_i64(o, "qty_counted", p->my.qty_counted) != 0 ||
+        sch_admin_add_u64(o, "max_seq", p->my.max_seq) != 0 ||
+        sch_admin_add_u64(o, "pending_details", p->pend_n) != 0 ||
+        sch_admin_add_i64(o, "pending_qty", p->pend_qty) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static cJSON *sch_audit_reply(const char *sku, const sch_audit_work *w, int stable, int passes,
+                              sch_admin_fail *f)
+{
+    const sch_audit_pass *ps = &w->cur;
+    const sh_audit *au = &ps->au;
+    int all_ok = sch_audit_all_ok(ps);
+    const char *broken = "";
+    for (int c = 0; c < CHK_COUNT_ && broken[0] == '\0'; c++) {
+        if (ps->chk[c] != CHK_OK) {
+            broken = ps->text[c];
+        }
+    }
+    cJSON *r = sch_admin_reply_ok(f);
+    if (r == NULL) {
+        return NULL;
+    }
+    cJSON *inv = NULL, *checks = NULL, *parts = NULL;
+    if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
+        sch_admin_add_i64(r, "total", au->total) != 0 ||
+        sch_admin_add_i64(r, "avail", au->avail) != 0 ||
+        sch_admin_add_i64(r, "pending_grant_units", au->pending_grant_units) != 0 ||
+        sch_admin_add_i64(r, "pending_return_units", au->pending_return_units) != 0 ||
+        sch_admin_add_i64(r, "partition_units", au->partition_units) != 0 ||
+        sch_admin_add_i64(r, "deducted", au->deducted) != 0 ||
+        sch_admin_add_i64(r, "details_pending", au->details_pending) != 0 ||
+        sch_admin_add_u64(r, "seq_sum", au->seq_sum) != 0 ||
+        sch_admin_add_i64(r, "partitions", au->partitions) != 0 ||
+        sch_admin_add_bool(r, "stable", stable) != 0 ||
+        sch_admin_add_i64(r, "passes", passes) != 0 ||
+        sch_admin_add_bool(r, "mysql_verified", ps->mysql_ok) != 0 ||
+        sch_admin_add_bool(r, "invariants_ok", all_ok) != 0 ||
+        cJSON_AddStringToObject(r, "broken", broken) == NULL) {
+        goto oom;
+    }
+    if (ps->mysql_ok) {
+        if (sch_admin_add_i64(r, "mysql_deducted", ps->my_qty) != 0 ||
+            sch_admin_add_i64(r, "mysql_detail_rows", ps->my_rows) != 0 ||
+            sch_admin_add_i64(r, "mysql_deducted_counter", ps->my_ded) != 0 ||
+            sch_admin_add_i64(r, "mysql_detail_rows_counter", ps->my_detail_rows) != 0 ||
+            sch_admin_add_u64(r, "mysql_synced_seq_sum", ps->my_synced) != 0 ||
+            sch_admin_add_u64(r, "unsynced_details", ps->pend_n) != 0 ||
+            sch_admin_add_i64(r, "unsynced_qty", ps->pend_qty) != 0) {
+            goto oom;
+        }
+    } else if (cJSON_AddStringToObject(r, "mysql_error",
+                                       w->mysql_why[0] ? w->mysql_why : "no sync worker link") ==
+               NULL) {
+        goto oom;
+    }
+    if ((inv = cJSON_AddObjectToObject(r, "invariants")) == NULL ||
+        (checks = cJSON_AddArrayToObject(r, "checks")) == NULL) {
+        goto oom;
+    }
+    for (int c = 0; c < CHK_COUNT_; c++) {
+        static const char *const states[] = {"ok", "broken", "not_verified"};
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(checks, o)) {
+            cJSON_Delete(o);
+            goto oom;
+        }
+        if (sch_admin_add_bool(inv, sch_chk_names[c].name, ps->chk[c] == CHK_OK) != 0 ||
+            cJSON_AddStringToObject(o, "name", sch_chk_names[c].name) == NULL ||
+            cJSON_AddStringToObject(o, "label", sch_chk_names[c].label) == NULL ||
+            cJSON_AddStringToObject(o, "state", states[ps->chk[c]]) == NULL ||
+            cJSON_AddStringToObject(o, "detail", ps->text[c]) == NULL) {
+            goto oom;
+        }
+    }
+    if ((parts = cJSON_AddArrayToObject(r, "partition_report")) == NULL) {
+        goto oom;
+    }
+    for (int i = 0; i < au->partitions; i++) {
+        if (sch_audit_part_json(parts, ps, i) != 0) {
+            goto oom;
+        }
+    }
+    return r;
+oom:
+    cJSON_Delete(r);
+    sch_admin_failf(f, "internal", "out of memory");
+    return NULL;
+}
 
 static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail *f)
 {
@@ -458,58 +1274,50 @@ static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail
     if (sch_admin_get_sku(req, sku, sizeof sku, f) != 0) {
         return NULL;
     }
-    if (a->ctx->pool == NULL) {
+    if (a->ctx->pool == NULL || sch_pool_router(a->ctx->pool) == NULL) {
         sch_admin_failf(f, "internal", "the pool is not available");
         return NULL;
     }
-    struct sh_cluster *router = sch_pool_router(a->ctx->pool);
-    if (router == NULL) {
-        sch_admin_failf(f, "internal", "no Redis router");
+    sch_audit_work *w = calloc(1, sizeof *w);
+    sh_audit_detail *details = calloc(SCH_ADMIN_AUDIT_DETAILS_MAX, sizeof *details);
+    if (w == NULL || details == NULL) {
+        free(w);
+        free(details);
+        sch_admin_failf(f, "internal", "out of memory for the audit");
         return NULL;
     }
-    sh_audit au;
-    memset(&au, 0, sizeof au);
-    sh_err rc = sh_audit_sku(router, sku, &au);
-    if (rc == SH_ENOTFOUND) {
-        sch_admin_failf(f, "unknown_sku", "no SKU '%s' in Redis", sku);
-        return NULL;
+    w->details = details;
+    int stable = 0, passes = 0;
+    cJSON *r = NULL;
+    for (passes = 1; passes <= SCH_ADMIN_AUDIT_PASSES_MAX; passes++) {
+        if (sch_audit_read(a, sku, w, f) != SH_OK) {
+            goto done;
+        }
+        sch_audit_check(w);
+        if (sch_audit_all_ok(&w->cur) ||
+            (!w->cur.mysql_ok && w->cur.au.stable) || /* Redis alone: sh_audit judged it */
+            (passes > 1 && sch_audit_same(&w->cur, &w->prev))) {
+            stable = 1;
+            break;
+        }
+        if (passes == SCH_ADMIN_AUDIT_PASSES_MAX) {
+            break;
+        }
+        w->prev = w->cur;
+        sh_clock_sleep_ms(SCH_ADMIN_AUDIT_PAUSE_MS);
     }
-    if (rc != SH_OK) {
-        sch_admin_failf(f, "internal", "audit of %s: %s", sku, sh_strerror(rc));
-        return NULL;
+    if (passes > SCH_ADMIN_AUDIT_PASSES_MAX) {
+        passes = SCH_ADMIN_AUDIT_PASSES_MAX;
     }
-    au.broken[sizeof au.broken - 1] = '\0';
-    sch_admin_verdict v = {au.conservation_ok, au.no_negative_ok, au.no_oversell_ok};
-    int all_ok = au.ok;
-    if (!all_ok) {
-        SH_WARN("admin", "audit broken sku=%s stable=%d broken=\"%s\"", sku, au.stable, au.broken);
+    stable = stable && w->cur.au.stable;
+    if (!sch_audit_all_ok(&w->cur)) {
+        SH_WARN("admin", "audit not ok sku=%s stable=%d passes=%d mysql=%d", sku, stable, passes,
+                w->cur.mysql_ok);
     }
-    cJSON *r = sch_admin_reply_ok(f);
-    if (r == NULL) {
-        return NULL;
-    }
-    cJSON *inv = NULL;
-    if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
-        sch_admin_add_i64(r, "total", au.total) != 0 ||
-        sch_admin_add_i64(r, "avail", au.avail) != 0 ||
-        sch_admin_add_i64(r, "pending_grant_units", au.pending_grant_units) != 0 ||
-        sch_admin_add_i64(r, "pending_return_units", au.pending_return_units) != 0 ||
-        sch_admin_add_i64(r, "partition_units", au.partition_units) != 0 ||
-        sch_admin_add_i64(r, "deducted", au.deducted) != 0 ||
-        sch_admin_add_i64(r, "details_pending", au.details_pending) != 0 ||
-        sch_admin_add_u64(r, "seq_sum", au.seq_sum) != 0 ||
-        sch_admin_add_i64(r, "partitions", au.partitions) != 0 ||
-        sch_admin_add_bool(r, "stable", au.stable) != 0 ||
-        sch_admin_add_bool(r, "invariants_ok", all_ok) != 0 ||
-        cJSON_AddStringToObject(r, "broken", au.broken) == NULL ||
-        (inv = cJSON_AddObjectToObject(r, "invariants")) == NULL ||
-        sch_admin_add_bool(inv, "conservation", v.conservation) != 0 ||
-        sch_admin_add_bool(inv, "no_negative", v.no_negative) != 0 ||
-        sch_admin_add_bool(inv, "no_oversell", v.no_oversell) != 0) {
-        cJSON_Delete(r);
-        sch_admin_failf(f, "internal", "out of memory");
-        return NULL;
-    }
+    r = sch_audit_reply(sku, w, stable, passes, f);
+done:
+    free(details);
+    free(w);
     return r;
 }
 
@@ -561,6 +1369,7 @@ static const struct {
 } sch_admin_commands[] = {
     {"registry", sch_admin_cmd_registry},
     {"sku_load", sch_admin_cmd_sku_load},
+    {"sku_restock", sch_admin_cmd_sku_restock},
     {"audit", sch_admin_cmd_audit},
     {"stats", sch_admin_cmd_stats},
 };
@@ -612,9 +1421,10 @@ static cJSON *sch_admin_dispatch(sch_admin *a, const char *line, size_t len, sch
             }
         }
         if (i == sizeof sch_admin_commands / sizeof sch_admin_commands[0]) {
-            sch_admin_failf(f, "unknown_command",
-                            "unknown command '%.64s' (registry, sku_load, audit, stats)",
-                            cmd->valuestring);
+            sch_admin_failf(
+                f, "unknown_command",
+                "unknown command '%.64s' (registry, sku_load, sku_restock, audit, stats)",
+                cmd->valuestring);
         }
     }
     cJSON_Delete(req);

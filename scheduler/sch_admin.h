@@ -1,10 +1,25 @@
 /* sch_admin.h -- the admin socket: one JSON request per line, one JSON reply per line.
  *
  * A Unix stream socket (mode 0660) served on the scheduler's event loop.
- * Commands ({"cmd": ...}): registry, sku_load, audit, stats. Every reply is one
- * line: {"ok":true,...} or {"ok":false,"error":"code","message":"..."}. A bad
- * line gets an error reply and the connection stays usable; a line longer than
- * SCH_ADMIN_LINE_BYTES_MAX closes the connection. */
+ * Commands ({"cmd": ...}):
+ *   registry     SKUs and partitions, with each partition's sync lag
+ *                (details_pending, oldest_pending_age_ms) read from Redis
+ *   sku_load     {"sku"[, "total", "partitions", ...]}: the catalog row (MySQL,
+ *                through a sync worker) is created if absent when total and
+ *                partitions are given, and the STORED row is loaded into Redis
+ *   sku_restock  {"sku","units","restock_id"}: the catalog, then the pool, each
+ *                once per restock id
+ *   audit        {"sku"}: Redis's invariants and Redis against MySQL
+ *   stats        counters
+ * Every reply is one line: {"ok":true,...} or {"ok":false,"error":"code",
+ * "message":"..."}; codes: bad_request, unknown_command, unknown_sku,
+ * unavailable (no sync worker answered), restock_conflict, catalog_conflict,
+ * internal. A bad line gets an error reply and the connection stays usable; a
+ * line longer than SCH_ADMIN_LINE_BYTES_MAX closes the connection.
+ *
+ * sku_load, sku_restock and audit call a sync worker synchronously from the
+ * loop thread (sch_sync.h): rare operator commands, paid for with a pause of
+ * the loop. */
 #ifndef SCH_ADMIN_H
 #define SCH_ADMIN_H
 

@@ -16,6 +16,7 @@ struct event_base;
 struct sch_nodes;
 struct sch_http;
 struct sch_admin;
+struct sch_sync;
 
 typedef struct sch_stats {
     uint64_t http_requests;  /* every HTTP request answered */
@@ -44,6 +45,7 @@ typedef struct sch_ctx {
     struct sch_nodes *nodes;
     struct sch_http *http;
     struct sch_admin *admin;
+    struct sch_sync *sync; /* sync workers: catalog and MySQL sync state (admin only) */
     sch_stats stats;
 } sch_ctx;
 

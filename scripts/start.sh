@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# start.sh -- start the stock server's daemons (scheduler, partition nodes) in a
-# scratch directory, against the Redis Cluster and MariaDB that infra.sh started.
+# start.sh -- start the stock server's daemons (sync workers, partition nodes,
+# scheduler) in a scratch directory, against the Redis Cluster and MariaDB that
+# infra.sh started (or starts, with --all).
 #
-#   start.sh --dir DIR [--nodes N] [--infra-env FILE] [--http-port PORT]
+#   start.sh --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [--http-port PORT]
+#            [--all [--base-port N]]
 #
 # Why: tests, benchmarks and the demo need the daemons up on loopback with every
 # path and port derived from one directory, so that several runs sit side by
@@ -10,23 +12,33 @@
 # stopped by process name.
 #
 # What it does:
+#   - with --all, first runs `infra.sh up --dir DIR --base-port N` (default:
+#     DIR's recorded base port, else 21000), so one command brings everything
+#     up (infra.sh leaves a healthy infrastructure as it is);
 #   - reads the infrastructure's KEY=value file: FILE from --infra-env, else
 #     DIR/infra.env (what `infra.sh up --dir DIR` writes): REDIS_SEED,
 #     BASE_PORT, MYSQL_*;
-#   - starts N partition nodes (default 2): node i listens on ipc://DIR/node-i.ipc,
-#     then the scheduler: HTTP on 127.0.0.1:PORT (default BASE_PORT+80), admin
-#     socket DIR/admin.sock. Each runs in its own session (setsid), output to
+#   - starts N sync workers (--workers, default 1): worker i listens on
+#     ipc://DIR/syncd-i.ipc and reaches MariaDB with the MYSQL_* values; then
+#     the partition nodes (--nodes, default 2): node i listens on
+#     ipc://DIR/node-i.ipc, is told node.id=i and node.count=N (it ships the
+#     details of the partitions P with P % N == i-1, the ones the scheduler
+#     routes to it) and every worker URL (ship.sync_urls); then the scheduler:
+#     HTTP on 127.0.0.1:PORT (default BASE_PORT+80), admin socket
+#     DIR/admin.sock, nodes.urls and sync.urls. Each runs in its own session (setsid), output to
 #     DIR/<name>.log (appended), pid in DIR/<name>.pid (written by the process
 #     itself just before exec, so it is always the daemon's own pid);
 #   - starts ONLY what is not running: a pid file whose process is alive and
 #     runs the same binary counts as running. After a crash the same command
 #     restarts just the missing process;
 #   - waits (at most READY_TIMEOUT_S) until the scheduler answers GET /healthz
-#     and every node's ipc socket exists; on failure prints the log tail, stops
-#     what this invocation started and exits 1;
-#   - writes DIR/endpoints.env (HTTP_URL, ADMIN_SOCKET, REDIS_SEED, MYSQL_*).
+#     and every worker's and node's ipc socket exists; on failure prints the log
+#     tail, stops what this invocation started and exits 1;
+#   - writes DIR/endpoints.env (HTTP_URL, ADMIN_SOCKET, SYNC_URLS, REDIS_SEED,
+#     MYSQL_*).
 #   The options of the first start are kept in DIR/start.env, so a later
-#   `start.sh --dir DIR` (a restart) uses the same node count, port and env file.
+#   `start.sh --dir DIR` (a restart) uses the same node and worker counts, port
+#   and env file.
 #
 # Binaries come from $STOCK_BIN if set, else the repository's bin/; the
 # configuration from the repository's conf/, with -o overrides for every path
@@ -41,30 +53,36 @@ BIN_DIR=${STOCK_BIN:-$REPO_ROOT/bin}
 READY_TIMEOUT_S=20    # bound on waiting for the daemons to come up
 PIDFILE_TIMEOUT_S=5   # bound on a launched process writing its pid file
 NODES_MAX=64
+WORKERS_MAX=64        # sync.urls holds at most this many (SCH_SYNC_WORKERS_MAX)
 HTTP_PORT_OFFSET=80   # default HTTP port = BASE_PORT + this (infra.sh uses N..N+20)
+INFRA_TIMEOUT_S=300   # bound on `infra.sh up` (--all)
+DEFAULT_BASE_PORT=21000
 
 # Set by parse_args / load_settings.
 DIR=""
 NODES=""
+WORKERS=""
 INFRA_ENV=""
 HTTP_PORT=""
-# Sync workers arrive with a later issue (--workers N, DIR/syncd-i.pid,
-# ipc://DIR/syncd-i.ipc). The URLs are already handed to the scheduler and the
-# nodes so that nothing points at a path shared with other runs.
-WORKERS=1
-# `--all` (later issue: infra + daemons in one command) goes with parse_args.
+ALL=0
+BASE_PORT_ARG=
 
 log()  { printf 'start: %s\n' "$*"; }
 die()  { printf 'start: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat <<EOF
-usage: $(basename "$0") --dir DIR [--nodes N] [--infra-env FILE] [--http-port PORT]
+usage: $(basename "$0") --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [--http-port PORT]
+                [--all [--base-port N]]
 
   --dir DIR          scratch directory for pid files, logs, sockets (created if missing)
   --nodes N          partition nodes to run (default 2, 1..$NODES_MAX)
+  --workers N        sync workers to run (default 1, 1..$WORKERS_MAX)
   --infra-env FILE   infra.sh's env file (default DIR/infra.env)
   --http-port PORT   scheduler HTTP port (default BASE_PORT+$HTTP_PORT_OFFSET)
+  --all              first bring the infrastructure up: infra.sh up --dir DIR
+  --base-port N      with --all: infra.sh's base port (default: the one DIR was
+                     brought up with, else $DEFAULT_BASE_PORT)
 
 Starts only what is not already running; waits until it answers; writes
 DIR/endpoints.env. Binaries: \$STOCK_BIN or the repository's bin/.
@@ -80,6 +98,11 @@ parse_args() {
             --dir=*)       DIR=${1#--dir=}; shift ;;
             --nodes)       [ $# -ge 2 ] || usage_error "--nodes needs a value"; NODES=$2; shift 2 ;;
             --nodes=*)     NODES=${1#--nodes=}; shift ;;
+            --workers)     [ $# -ge 2 ] || usage_error "--workers needs a value"; WORKERS=$2; shift 2 ;;
+            --workers=*)   WORKERS=${1#--workers=}; shift ;;
+            --all)         ALL=1; shift ;;
+            --base-port)   [ $# -ge 2 ] || usage_error "--base-port needs a value"; BASE_PORT_ARG=$2; shift 2 ;;
+            --base-port=*) BASE_PORT_ARG=${1#--base-port=}; shift ;;
             --infra-env)   [ $# -ge 2 ] || usage_error "--infra-env needs a value"; INFRA_ENV=$2; shift 2 ;;
             --infra-env=*) INFRA_ENV=${1#--infra-env=}; shift ;;
             --http-port)   [ $# -ge 2 ] || usage_error "--http-port needs a value"; HTTP_PORT=$2; shift 2 ;;
@@ -95,8 +118,19 @@ parse_args() {
     if [ -n "$NODES" ] && { ! [[ "$NODES" =~ ^[0-9]+$ ]] || [ "$NODES" -lt 1 ] || [ "$NODES" -gt "$NODES_MAX" ]; }; then
         usage_error "--nodes must be an integer in 1..$NODES_MAX"
     fi
+    if [ -n "$WORKERS" ] && { ! [[ "$WORKERS" =~ ^[0-9]+$ ]] || [ "$WORKERS" -lt 1 ] || [ "$WORKERS" -gt "$WORKERS_MAX" ]; }; then
+        usage_error "--workers must be an integer in 1..$WORKERS_MAX"
+    fi
     if [ -n "$HTTP_PORT" ] && { ! [[ "$HTTP_PORT" =~ ^[0-9]+$ ]] || [ "$HTTP_PORT" -lt 1024 ] || [ "$HTTP_PORT" -gt 65535 ]; }; then
         usage_error "--http-port must be an integer in 1024..65535"
+    fi
+    if [ -n "$BASE_PORT_ARG" ]; then
+        [ "$ALL" -eq 1 ] || usage_error "--base-port goes with --all (infra.sh's ports)"
+        { [[ "$BASE_PORT_ARG" =~ ^[0-9]+$ ]] && [ "$BASE_PORT_ARG" -ge 1024 ] && [ "$BASE_PORT_ARG" -le 65400 ]; } ||
+            usage_error "--base-port must be an integer in 1024..65400"
+    fi
+    if [ "$ALL" -eq 1 ] && [ -n "$INFRA_ENV" ]; then
+        usage_error "--all brings up DIR's own infrastructure; it does not go with --infra-env"
     fi
 }
 
@@ -111,7 +145,7 @@ read_env_file() {
         value=${value#\"}; value=${value%\"}
         case "$key" in
             REDIS_SEED|BASE_PORT|MYSQL_HOST|MYSQL_PORT|MYSQL_SOCKET|MYSQL_DB|MYSQL_USER) ;;
-            NODES|HTTP_PORT|INFRA_ENV) ;;   # DIR/start.env
+            NODES|WORKERS|HTTP_PORT|INFRA_ENV) ;;   # DIR/start.env
             *) continue ;;
         esac
         printf -v "ENV_$key" '%s' "$value"
@@ -128,10 +162,12 @@ load_settings() {
     if [ -f "$DIR/start.env" ]; then
         read_env_file "$DIR/start.env"
         NODES=${NODES:-${ENV_NODES:-}}
+        WORKERS=${WORKERS:-${ENV_WORKERS:-}}
         HTTP_PORT=${HTTP_PORT:-${ENV_HTTP_PORT:-}}
         INFRA_ENV=${INFRA_ENV:-${ENV_INFRA_ENV:-}}
     fi
     NODES=${NODES:-2}
+    WORKERS=${WORKERS:-1}
     INFRA_ENV=${INFRA_ENV:-$DIR/infra.env}
     [ -f "$INFRA_ENV" ] ||
         die "no infrastructure env file $INFRA_ENV (run scripts/infra.sh up --dir DIR, or pass --infra-env FILE)"
@@ -145,6 +181,7 @@ load_settings() {
     {
         echo "# Written by scripts/start.sh: the options of this directory's daemons."
         echo "NODES=$NODES"
+        echo "WORKERS=$WORKERS"
         echo "HTTP_PORT=$HTTP_PORT"
         echo "INFRA_ENV=$INFRA_ENV"
     } >"$DIR/start.env.tmp"
@@ -153,7 +190,7 @@ load_settings() {
 
 check_binaries() {
     local b
-    for b in stock-scheduler stock-node; do
+    for b in stock-scheduler stock-node stock-syncd; do
         [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b not found or not executable (run make, or set STOCK_BIN)"
     done
 }
@@ -257,6 +294,7 @@ start_nodes() {
         rm -f "$DIR/node-$i.ipc"   # a crashed node's socket file: wait for the new one
         launch "node-$i" "$bin" -c "$CONF_DIR/node.ini" \
             -o "node.id=$i" \
+            -o "node.count=$NODES" \
             -o "node.listen=$(node_url "$i")" \
             -o "redis.seeds=$ENV_REDIS_SEED" \
             -o "ship.sync_urls=$(join_urls syncd_url "$WORKERS")"
@@ -282,9 +320,31 @@ start_scheduler() {
         -o "sync.urls=$(join_urls syncd_url "$WORKERS")"
 }
 
-# start_workers: the sync workers' place (later issue): for i in 1..WORKERS,
-# launch "syncd-$i" "$BIN_DIR/stock-syncd" -c "$CONF_DIR/syncd.ini" with its
-# listen URL $(syncd_url i) and the MYSQL_* values, then wait for its socket.
+# The sync workers reach MariaDB the way infra.env says: over TCP when
+# MYSQL_HOST is set, else through MYSQL_SOCKET (mysql.host empty).
+start_workers() {
+    local i bin="$BIN_DIR/stock-syncd"
+    local -a db=()
+    if [ -n "${ENV_MYSQL_HOST:-}" ]; then
+        db+=(-o "mysql.host=$ENV_MYSQL_HOST")
+        [ -z "${ENV_MYSQL_PORT:-}" ] || db+=(-o "mysql.port=$ENV_MYSQL_PORT")
+    elif [ -n "${ENV_MYSQL_SOCKET:-}" ]; then
+        db+=(-o "mysql.host=" -o "mysql.socket=$ENV_MYSQL_SOCKET")
+    else
+        die "$INFRA_ENV has neither MYSQL_HOST nor MYSQL_SOCKET"
+    fi
+    [ -z "${ENV_MYSQL_USER:-}" ] || db+=(-o "mysql.user=$ENV_MYSQL_USER")
+    [ -z "${ENV_MYSQL_DB:-}" ] || db+=(-o "mysql.database=$ENV_MYSQL_DB")
+    for ((i = 1; i <= WORKERS; i++)); do
+        if is_running "syncd-$i" "$bin"; then
+            continue
+        fi
+        rm -f "$DIR/syncd-$i.ipc"   # a crashed worker's socket file: wait for the new one
+        launch "syncd-$i" "$bin" -c "$CONF_DIR/syncd.ini" \
+            -o "syncd.listen=$(syncd_url "$i")" \
+            "${db[@]}"
+    done
+}
 
 healthz_ok() {
     timeout 2 curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$HTTP_PORT/healthz"
@@ -305,6 +365,10 @@ wait_ready() {
     local deadline=$((SECONDS + READY_TIMEOUT_S)) i ready name
     while :; do
         ready=1
+        for ((i = 1; i <= WORKERS; i++)); do
+            check_alive "syncd-$i"
+            [ -S "$DIR/syncd-$i.ipc" ] || ready=0
+        done
         for ((i = 1; i <= NODES; i++)); do
             check_alive "node-$i"
             [ -S "$DIR/node-$i.ipc" ] || ready=0
@@ -314,9 +378,10 @@ wait_ready() {
             return 0
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
-            printf 'start: error: not ready after %ss (scheduler /healthz on port %s, node sockets in %s)\n' \
+            printf 'start: error: not ready after %ss (scheduler /healthz on port %s, node and worker sockets in %s)\n' \
                 "$READY_TIMEOUT_S" "$HTTP_PORT" "$DIR" >&2
-            for name in scheduler $(for ((i = 1; i <= NODES; i++)); do echo "node-$i"; done); do
+            for name in scheduler $(for ((i = 1; i <= NODES; i++)); do echo "node-$i"; done) \
+                $(for ((i = 1; i <= WORKERS; i++)); do echo "syncd-$i"; done); do
                 printf -- '--- %s.log\n' "$name" >&2
                 tail -n 8 "$DIR/$name.log" >&2 || true
             done
@@ -335,27 +400,47 @@ write_endpoints() {
         echo "HTTP_PORT=$HTTP_PORT"
         echo "ADMIN_SOCKET=$DIR/admin.sock"
         echo "NODES=$NODES"
+        echo "WORKERS=$WORKERS"
+        echo "SYNC_URLS=$(join_urls syncd_url "$WORKERS")"
         echo "REDIS_SEED=$ENV_REDIS_SEED"
         echo "MYSQL_HOST=${ENV_MYSQL_HOST:-127.0.0.1}"
         echo "MYSQL_PORT=${ENV_MYSQL_PORT:-}"
         echo "MYSQL_SOCKET=${ENV_MYSQL_SOCKET:-}"
         echo "MYSQL_DB=${ENV_MYSQL_DB:-stock}"
+        echo "MYSQL_USER=${ENV_MYSQL_USER:-root}"
     } >"$tmp"
     mv "$tmp" "$DIR/endpoints.env"
 }
 
+# --all: the infrastructure first, in DIR (infra.sh keeps a healthy one as it is).
+# Without --base-port, a restart reuses the base port infra.sh recorded in DIR.
+start_infra() {
+    [ "$ALL" -eq 1 ] || return 0
+    mkdir -p "$DIR"
+    local base=${BASE_PORT_ARG:-}
+    if [ -z "$base" ] && [ -s "$DIR/base_port" ]; then
+        base=$(tr -dc '0-9' <"$DIR/base_port")
+    fi
+    base=${base:-$DEFAULT_BASE_PORT}
+    log "infrastructure: scripts/infra.sh up --dir $DIR --base-port $base"
+    timeout "$INFRA_TIMEOUT_S" bash "$SCRIPT_DIR/infra.sh" up --dir "$DIR" --base-port "$base" ||
+        die "scripts/infra.sh up --dir $DIR failed (see its output above)"
+}
+
 main() {
     parse_args "$@"
+    start_infra
     load_settings
     check_binaries
     command -v curl >/dev/null || die "curl not found; run scripts/deps.sh"
     trap on_exit EXIT
     trap 'exit 130' INT TERM
+    start_workers
     start_nodes
     start_scheduler
     wait_ready
     write_endpoints
-    log "ready: http://127.0.0.1:$HTTP_PORT, $NODES nodes, admin $DIR/admin.sock; env in $DIR/endpoints.env"
+    log "ready: http://127.0.0.1:$HTTP_PORT, $NODES nodes, $WORKERS sync workers, admin $DIR/admin.sock; env in $DIR/endpoints.env"
 }
 
 main "$@"

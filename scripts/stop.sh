@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stop.sh -- stop the daemons scripts/start.sh started in a scratch directory.
 #
-#   stop.sh --dir DIR
+#   stop.sh --dir DIR [--all]
 #
 # Why: tests and the demo must stop exactly the processes they started, also
 # after a failure, and never anything else on the machine: so processes are
@@ -10,23 +10,27 @@
 # (a reused pid is left alone). Never by process name.
 #
 # The scheduler (the front door) is stopped first so no new work reaches the
-# nodes, then the partition nodes and sync workers. Each gets SIGTERM, a
-# bounded wait (STOP_TIMEOUT_S, SIGTERM repeated), then SIGKILL. Pid files
-# are removed. Exit 0 also when nothing was running; the infrastructure
-# (infra.sh) is not touched.
+# nodes, then the partition nodes (their last detail batches can still reach a
+# worker), then the sync workers. Each group gets SIGTERM, a bounded wait
+# (STOP_TIMEOUT_S, SIGTERM repeated), then SIGKILL. Pid files are removed.
+# Exit 0 also when nothing was running. The infrastructure (infra.sh) is not
+# touched, unless --all: then `infra.sh down --dir DIR` runs last (what
+# `start.sh --all` brought up in DIR).
 set -euo pipefail
 
 STOP_TIMEOUT_S=10
 
 DIR=""
+ALL=0
 
 log() { printf 'stop: %s\n' "$*"; }
 
 usage() {
     cat <<EOF
-usage: $(basename "$0") --dir DIR
+usage: $(basename "$0") --dir DIR [--all]
 
-Stops the daemons started by scripts/start.sh --dir DIR (by their pid files).
+Stops the daemons started by scripts/start.sh --dir DIR (by their pid files);
+with --all also the infrastructure in DIR (scripts/infra.sh down --dir DIR).
 EOF
 }
 
@@ -37,6 +41,7 @@ parse_args() {
         case "$1" in
             --dir)   [ $# -ge 2 ] || usage_error "--dir needs a value"; DIR=$2; shift 2 ;;
             --dir=*) DIR=${1#--dir=}; shift ;;
+            --all)   ALL=1; shift ;;
             -h|--help) usage; exit 0 ;;
             *) usage_error "unknown argument: $1" ;;
         esac
@@ -114,8 +119,13 @@ main() {
     fi
     shopt -s nullglob
     stop_group "$DIR/scheduler.pid"
-    stop_group "$DIR"/node-[0-9]*.pid "$DIR"/syncd-[0-9]*.pid
+    stop_group "$DIR"/node-[0-9]*.pid
+    stop_group "$DIR"/syncd-[0-9]*.pid
     log "stopped (dir $DIR)"
+    if [ "$ALL" -eq 1 ]; then
+        log "infrastructure: scripts/infra.sh down --dir $DIR"
+        bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/infra.sh" down --dir "$DIR"
+    fi
 }
 
 main "$@"

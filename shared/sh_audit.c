@@ -4,7 +4,14 @@
  * shared/sh_stock.c): the pool's avail; a journaled grant whose partition has
  * not applied it (g < id); a partition's s0 or s1; a partition's ded (sold,
  * net of releases); or the r.ID record of a journaled return taken from its
- * partition and not yet added to the pool. This file adds them up. */
+ * partition and not yet added to the pool. This file adds them up.
+ *
+ * It also reads what the comparison with MySQL needs from Redis (the
+ * scheduler's audit does the comparing): each partition's counters from the
+ * same pass as the sums, the details still in a stream between two seqs, and
+ * the sync lag (seq - ack, age of the oldest unacked detail) for the registry.
+ * Stream reads are paged and bounded; a malformed entry is reported, never
+ * trusted. */
 #include "sh_audit.h"
 
 #include "sh_cluster.h"
@@ -18,7 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SH_AUDIT_READS_MAX 8 /* reads tried to get two that agree */
+#define SH_AUDIT_READS_MAX    8      /* reads tried to get two that agree */
+#define SH_AUDIT_PAGE_ENTRIES 64     /* stream entries per XRANGE page (each up to a batch) */
+#define SH_AUDIT_PAGES_MAX    100000 /* bound on XRANGE pages of one pending read */
+#define SH_AUDIT_NUM_BYTES    32
 
 typedef struct sh_audit_part {
     int64_t s0, s1, ded, seq, ack, g;
@@ -69,8 +79,10 @@ static sh_err sh_audit_hgetall(sh_cluster *c, const char *key, redisReply **out)
     return rc;
 }
 
-/* One pass over every key of the SKU. */
-static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out)
+/* One pass over every key of the SKU; parts (NULL: not wanted) gets each
+ * partition's counters. */
+static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out,
+                            sh_audit_part_state *parts_out)
 {
     memset(out, 0, sizeof *out);
     char key[SH_STOCK_KEY_BYTES_MAX];
@@ -120,6 +132,15 @@ static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out)
             sh_audit_i64(p->hash, "ack", 0, &p->ack) != 0) {
             rc = SH_EPROTO;
             break;
+        }
+        if (parts_out != NULL) {
+            parts_out[i] = (sh_audit_part_state){.index = (uint16_t)i,
+                                                 .salt = (uint16_t)salt,
+                                                 .s0 = p->s0,
+                                                 .s1 = p->s1,
+                                                 .ded = p->ded,
+                                                 .seq = (uint64_t)p->seq,
+                                                 .ack = (uint64_t)p->ack};
         }
         out->partition_units += p->s0 + p->s1;
         out->deducted += p->ded;
@@ -183,15 +204,22 @@ static int sh_audit_same(const sh_audit *a, const sh_audit *b)
 
 sh_err sh_audit_sku(struct sh_cluster *c, const char *sku, sh_audit *out)
 {
+    return sh_audit_sku_parts(c, sku, out, NULL, 0);
+}
+
+sh_err sh_audit_sku_parts(struct sh_cluster *c, const char *sku, sh_audit *out,
+                          sh_audit_part_state *parts, size_t cap)
+{
     SH_ASSERT(c != NULL && sku != NULL && out != NULL);
+    SH_ASSERT(parts == NULL || cap >= SH_PARTITIONS_PER_SKU_MAX);
     sh_audit prev;
-    sh_err rc = sh_audit_read(c, sku, &prev);
+    sh_err rc = sh_audit_read(c, sku, &prev, parts);
     if (rc != SH_OK) {
         return rc;
     }
     *out = prev;
     for (int i = 1; i < SH_AUDIT_READS_MAX; i++) {
-        rc = sh_audit_read(c, sku, out);
+        rc = sh_audit_read(c, sku, out, parts);
         if (rc != SH_OK) {
             return rc;
         }
@@ -224,4 +252,242 @@ sh_err sh_audit_sku(struct sh_cluster *c, const char *sku, sh_audit *out)
     }
     out->ok = out->broken[0] == '\0';
     return SH_OK;
+}
+
+/* ---- pending details and lag ------------------------------------------------------ */
+
+/* Appends the details of one stream entry (XRANGE element [id, [field, value ...]])
+ * with after_seq < seq <= upto_seq to out[*n..cap); sets *truncated at cap. -1
+ * when the entry is malformed. */
+static int sh_audit_entry_add(const redisReply *e, uint64_t after_seq, uint64_t upto_seq,
+                              sh_audit_detail *out, size_t cap, size_t *n, int *truncated)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY) {
+        return -1;
+    }
+    const redisReply *fv = e->element[1];
+    const redisReply *b = NULL;
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        if (fv->element[i]->type == REDIS_REPLY_STRING && strcmp(fv->element[i]->str, "b") == 0) {
+            b = fv->element[i + 1];
+        }
+    }
+    if (b == NULL || b->type != REDIS_REPLY_STRING) {
+        return -1;
+    }
+    const char *p = b->str, *end = b->str + b->len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        sh_stock_detail d;
+        if (sh_stock_detail_parse(p, len, &d) != SH_OK) {
+            return -1;
+        }
+        p += len + (nl != NULL ? 1 : 0);
+        if (d.seq <= after_seq || d.seq > upto_seq) {
+            continue; /* an entry that straddles a bound */
+        }
+        if (*n >= cap) {
+            *truncated = 1;
+            return 0;
+        }
+        out[*n].seq = d.seq;
+        out[*n].qty = d.qty;
+        (*n)++;
+    }
+    return 0;
+}
+
+sh_err sh_audit_details_read(struct sh_cluster *c, const char *sku, unsigned part, unsigned salt,
+                             uint64_t after_seq, uint64_t upto_seq, sh_audit_detail *out,
+                             size_t cap, size_t *n, int *truncated)
+{
+    SH_ASSERT(c != NULL && sku != NULL && n != NULL && truncated != NULL);
+    SH_ASSERT(out != NULL || cap == 0);
+    SH_ASSERT(part < SH_PARTITIONS_PER_SKU_MAX);
+    *n = 0;
+    *truncated = 0;
+    if (after_seq >= upto_seq) {
+        return SH_OK; /* nothing in between */
+    }
+    char key[SH_STOCK_KEY_BYTES_MAX];
+    size_t klen = sh_stock_key_part(key, sku, part, salt, 'd');
+    char start[SH_AUDIT_NUM_BYTES], stop[SH_AUDIT_NUM_BYTES], count[SH_AUDIT_NUM_BYTES];
+    snprintf(start, sizeof start, "%" PRIu64 "-0", after_seq + 1);
+    snprintf(stop, sizeof stop, "%" PRIu64 "-0", upto_seq);
+    snprintf(count, sizeof count, "%d", SH_AUDIT_PAGE_ENTRIES);
+    for (int page = 0; page < SH_AUDIT_PAGES_MAX; page++) {
+        const char *argv[] = {"XRANGE", key, start, stop, "COUNT", count};
+        size_t lens[] = {6, klen, strlen(start), strlen(stop), 5, strlen(count)};
+        redisReply *r = NULL;
+        sh_err rc = sh_cluster_command(c, key, klen, 6, argv, lens, &r);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) {
+            SH_WARN("audit", "XRANGE answered type=%d key=%s", r->type, key);
+            freeReplyObject(r);
+            return SH_EPROTO;
+        }
+        size_t got = r->elements;
+        for (size_t i = 0; i < got && !*truncated; i++) {
+            if (sh_audit_entry_add(r->element[i], after_seq, upto_seq, out, cap, n, truncated) !=
+                0) {
+                SH_WARN("audit", "malformed stream entry key=%s", key);
+                freeReplyObject(r);
+                return SH_EPROTO;
+            }
+        }
+        if (*truncated || got < SH_AUDIT_PAGE_ENTRIES) {
+            freeReplyObject(r);
+            return SH_OK;
+        }
+        /* The next page starts right after the last id read (exclusive range). */
+        int k = snprintf(start, sizeof start, "(%s", r->element[got - 1]->element[0]->str);
+        freeReplyObject(r);
+        if (k < 0 || (size_t)k >= sizeof start) {
+            return SH_EPROTO;
+        }
+    }
+    *truncated = 1; /* the page bound ran out before the stream did */
+    return SH_OK;
+}
+
+/* The lag of one partition from its HMGET seq ack and XRANGE d - + COUNT 1 replies. */
+static int sh_audit_lag_one(const redisReply *h, const redisReply *x, uint64_t now_wall_ms,
+                            sh_audit_lag *out)
+{
+    memset(out, 0, sizeof *out);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 2 || x == NULL ||
+        x->type != REDIS_REPLY_ARRAY) {
+        return -1;
+    }
+    uint64_t v[2] = {0, 0};
+    for (size_t i = 0; i < 2; i++) {
+        const redisReply *e = h->element[i];
+        if (e->type == REDIS_REPLY_NIL) {
+            continue; /* no ack yet: nothing shipped */
+        }
+        char *end = NULL;
+        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->str[0] == '-') {
+            return -1;
+        }
+        unsigned long long n = strtoull(e->str, &end, 10);
+        if (*end != '\0') {
+            return -1;
+        }
+        v[i] = (uint64_t)n;
+    }
+    uint64_t seq = v[0], ack = v[1];
+    out->details_pending = seq > ack ? seq - ack : 0;
+    if (out->details_pending == 0 || x->elements == 0) {
+        return 0;
+    }
+    /* Only the created_ms of the first detail past ack is wanted: parse the entry. */
+    const redisReply *e = x->element[0];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[1]->type != REDIS_REPLY_ARRAY) {
+        return -1;
+    }
+    const redisReply *fv = e->element[1];
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        const redisReply *f = fv->element[i], *b = fv->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || strcmp(f->str, "b") != 0 ||
+            b->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        int64_t created = -1;
+        const char *p = b->str, *end = b->str + b->len;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+            sh_stock_detail d;
+            if (sh_stock_detail_parse(p, n, &d) != SH_OK) {
+                return -1;
+            }
+            if (created < 0) {
+                created = d.created_ms; /* the entry's first, if none is past ack */
+            }
+            if (d.seq > ack) {
+                created = d.created_ms;
+                break;
+            }
+            p += n + (nl != NULL ? 1 : 0);
+        }
+        if (created >= 0 && now_wall_ms > (uint64_t)created) {
+            out->oldest_pending_age_ms = now_wall_ms - (uint64_t)created;
+        }
+        return 0;
+    }
+    return -1; /* an entry without its "b" field */
+}
+
+sh_err sh_audit_lag_read(struct sh_cluster *c, const char *sku, const uint16_t *salts,
+                         size_t nparts, uint64_t now_wall_ms, sh_audit_lag *out)
+{
+    SH_ASSERT(c != NULL && sku != NULL && salts != NULL && out != NULL);
+    SH_ASSERT(nparts >= 1 && nparts <= SH_PARTITIONS_PER_SKU_MAX);
+    memset(out, 0, sizeof *out * nparts);
+    size_t ncmds = 2 * nparts;
+    char(*keys)[SH_STOCK_KEY_BYTES_MAX] = calloc(ncmds, sizeof *keys);
+    sh_cluster_cmd *cmds = calloc(ncmds, sizeof *cmds);
+    const char *(*argv)[6] = calloc(ncmds, sizeof *argv);
+    size_t(*lens)[6] = calloc(ncmds, sizeof *lens);
+    if (keys == NULL || cmds == NULL || argv == NULL || lens == NULL) {
+        free(keys);
+        free(cmds);
+        free(argv);
+        free(lens);
+        return SH_ENOMEM;
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        size_t h = 2 * i, x = 2 * i + 1;
+        size_t hl = sh_stock_key_part(keys[h], sku, (unsigned)i, salts[i], 's');
+        size_t xl = sh_stock_key_part(keys[x], sku, (unsigned)i, salts[i], 'd');
+        argv[h][0] = "HMGET";
+        argv[h][1] = keys[h];
+        argv[h][2] = "seq";
+        argv[h][3] = "ack";
+        lens[h][0] = 5;
+        lens[h][1] = hl;
+        lens[h][2] = 3;
+        lens[h][3] = 3;
+        cmds[h] = (sh_cluster_cmd){
+            .route_key = keys[h], .route_len = hl, .argc = 4, .argv = argv[h], .argvlen = lens[h]};
+        argv[x][0] = "XRANGE";
+        argv[x][1] = keys[x];
+        argv[x][2] = "-";
+        argv[x][3] = "+";
+        argv[x][4] = "COUNT";
+        argv[x][5] = "1";
+        lens[x][0] = 6;
+        lens[x][1] = xl;
+        lens[x][2] = 1;
+        lens[x][3] = 1;
+        lens[x][4] = 5;
+        lens[x][5] = 1;
+        cmds[x] = (sh_cluster_cmd){
+            .route_key = keys[x], .route_len = xl, .argc = 6, .argv = argv[x], .argvlen = lens[x]};
+    }
+    sh_err rc = sh_cluster_pipeline(c, cmds, ncmds);
+    for (size_t i = 0; i < nparts && rc == SH_OK; i++) {
+        if (sh_audit_lag_one(cmds[2 * i].reply, cmds[2 * i + 1].reply, now_wall_ms, &out[i]) != 0) {
+            SH_WARN("audit", "malformed lag reply sku=%s part=%zu", sku, i);
+            rc = SH_EPROTO;
+        }
+    }
+    if (rc != SH_OK) {
+        memset(out, 0, sizeof *out * nparts);
+    }
+    for (size_t i = 0; i < ncmds; i++) {
+        if (cmds[i].reply != NULL) {
+            freeReplyObject(cmds[i].reply);
+        }
+    }
+    free(keys);
+    free(cmds);
+    free(argv);
+    free(lens);
+    return rc;
 }

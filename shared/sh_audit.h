@@ -12,6 +12,7 @@
 
 #include "sh_err.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct sh_cluster;
@@ -38,5 +39,56 @@ typedef struct sh_audit {
  * SKU has no pool, SH_OK otherwise (out->ok tells whether invariants held),
  * or the router's error. */
 sh_err sh_audit_sku(struct sh_cluster *c, const char *sku, sh_audit *out);
+
+/* ---- per partition, and against MySQL -------------------------------------------
+ * The scheduler's audit also compares each partition with what MySQL holds
+ * (DESIGN.md 8.3): Redis's ded must equal MySQL's deducted plus the details
+ * still waiting in the stream, and Redis's seq MySQL's synced_seq plus their
+ * count. These functions read the Redis side of that. */
+
+/* One partition's counters as one audit pass read them. */
+typedef struct sh_audit_part_state {
+    uint16_t index;
+    uint16_t salt;
+    int64_t s0, s1, ded;
+    uint64_t seq; /* last detail seq written */
+    uint64_t ack; /* last seq MySQL acked (the node trims the stream up to it); 0 = none */
+} sh_audit_part_state;
+
+/* As sh_audit_sku; parts[0..out->partitions) also get each partition's counters
+ * from the same pass as the sums. cap must be >= SH_PARTITIONS_PER_SKU_MAX. */
+sh_err sh_audit_sku_parts(struct sh_cluster *c, const char *sku, sh_audit *out,
+                          sh_audit_part_state *parts, size_t cap);
+
+/* One detail of a stream, as far as the audit needs it. */
+typedef struct sh_audit_detail {
+    uint64_t seq;
+    int64_t qty; /* net: releases negative */
+} sh_audit_detail;
+
+/* Reads the details with after_seq < seq <= upto_seq of partition part (tag salt
+ * salt) of sku's stream, in seq order, into out[0..*n), reading the entries with
+ * ids after_seq+1 .. upto_seq page by page (XRANGE ... COUNT). An entry's id is
+ * the last seq of its script call, so when upto_seq is the seq read from the
+ * state hash no detail written after that read is counted. At most cap details;
+ * *truncated = 1 when there were more. SH_EPROTO when an entry or a detail line
+ * is malformed; the router's error otherwise. */
+sh_err sh_audit_details_read(struct sh_cluster *c, const char *sku, unsigned part, unsigned salt,
+                             uint64_t after_seq, uint64_t upto_seq, sh_audit_detail *out,
+                             size_t cap, size_t *n, int *truncated);
+
+/* How far one partition's details lag behind MySQL. */
+typedef struct sh_audit_lag {
+    uint64_t details_pending;       /* seq - ack: details MySQL has not acked */
+    uint64_t oldest_pending_age_ms; /* now - created_ms of the oldest one; 0 when none */
+} sh_audit_lag;
+
+/* For partitions 0..nparts-1 of sku (salts[i] the tag salt of partition i), one
+ * pipeline of HMGET st seq ack and XRANGE d - + COUNT 1 per partition; the age
+ * is taken from the first detail with seq > ack in the first stream entry.
+ * now_wall_ms is the wall clock. SH_EPROTO for a malformed reply; the router's
+ * error otherwise (then out holds zeros). */
+sh_err sh_audit_lag_read(struct sh_cluster *c, const char *sku, const uint16_t *salts,
+                         size_t nparts, uint64_t now_wall_ms, sh_audit_lag *out);
 
 #endif

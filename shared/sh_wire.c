@@ -25,16 +25,19 @@
 
 /* ---- wire sizes ------------------------------------------------------------ */
 /* Fixed bytes of each record, strings' length bytes included, string bytes not. */
-#define WIRE_ITEM_FIXED_BYTES          (8 + 4 + 4 + 2 + 2 + 4 + 1 + 3)
-#define WIRE_RESULT_BYTES              (8 + 8 + 8 + 8 + 4 + 2 + 4 + 1 + 1 + 1)
-#define WIRE_BATCH_HEAD_FIXED_BYTES    (1 + 2 + 8 + 8)
-#define WIRE_DETAIL_FIXED_BYTES        (8 + 8 + 4 + 1 + 2)
-#define WIRE_ACK_FIXED_BYTES           (1 + 1 + 2 + 8 + 1)
-#define WIRE_SKU_FIXED_BYTES           (1 + 1 + 8 + 8 + 4 + 2 + 4 + 4)
-#define WIRE_CATALOG_REQ_FIXED_BYTES   (1 + WIRE_SKU_FIXED_BYTES + 1 + 8)
-#define WIRE_CATALOG_REP_FIXED_BYTES   (1 + 1 + 1)
-#define WIRE_PARTOP_FIXED_BYTES        (1 + 1 + 1 + 2 + 8 + 8)
-#define WIRE_PARTOP_RESULT_FIXED_BYTES (1 + 1 + 1 + 1 + 1 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + 1)
+#define WIRE_ITEM_FIXED_BYTES           (8 + 4 + 4 + 2 + 2 + 4 + 1 + 3)
+#define WIRE_RESULT_BYTES               (8 + 8 + 8 + 8 + 4 + 2 + 4 + 1 + 1 + 1)
+#define WIRE_BATCH_HEAD_FIXED_BYTES     (1 + 2 + 8 + 8)
+#define WIRE_DETAIL_FIXED_BYTES         (8 + 8 + 4 + 1 + 2)
+#define WIRE_ACK_FIXED_BYTES            (1 + 1 + 2 + 8 + 1)
+#define WIRE_SKU_FIXED_BYTES            (1 + 1 + 8 + 8 + 4 + 2 + 4 + 4)
+#define WIRE_CATALOG_REQ_FIXED_BYTES    (1 + WIRE_SKU_FIXED_BYTES + 1 + 8)
+#define WIRE_CATALOG_REP_FIXED_BYTES    (1 + 1 + 1)
+#define WIRE_PARTOP_FIXED_BYTES         (1 + 1 + 1 + 2 + 8 + 8)
+#define WIRE_PARTOP_RESULT_FIXED_BYTES  (1 + 1 + 1 + 1 + 1 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + 1)
+#define WIRE_SYNC_STATE_REQ_FIXED_BYTES 1
+#define WIRE_SYNC_STATE_REP_FIXED_BYTES (1 + 1)
+#define WIRE_SYNC_PART_BYTES            (2 + 8 + 8 + 8 + 8 + 8 + 8)
 
 /* A full message of every type fits one NNG message, so an encoder never meets a
  * count within its limit that it cannot send. */
@@ -61,6 +64,10 @@ _Static_assert(SH_WIRE_HEADER_BYTES + (uint64_t)SH_WIRE_PARTOPS_MAX *
                                           (WIRE_PARTOP_RESULT_FIXED_BYTES + SH_SKU_ID_CHARS_MAX) <=
                    SH_WIRE_MSG_BYTES_MAX,
                "a full partop reply fits one NNG message");
+_Static_assert(SH_WIRE_HEADER_BYTES + WIRE_SYNC_STATE_REP_FIXED_BYTES + SH_MESSAGE_CHARS_MAX +
+                       (uint64_t)SH_PARTITIONS_PER_SKU_MAX * WIRE_SYNC_PART_BYTES <=
+                   SH_WIRE_MSG_BYTES_MAX,
+               "a full sync state reply fits one NNG message");
 /* Counts travel in a u16, strings with a u8 length, enums in a u8. */
 _Static_assert(SH_WIRE_ITEMS_MAX <= UINT16_MAX, "count is a u16");
 _Static_assert(SH_WIRE_DETAILS_MAX <= UINT16_MAX, "count is a u16");
@@ -85,7 +92,7 @@ typedef struct wire_type_info {
     uint16_t count_max;
 } wire_type_info;
 
-#define WIRE_TYPE_LAST SH_WIRE_PARTOP_REP
+#define WIRE_TYPE_LAST SH_WIRE_SYNC_STATE_REP
 
 static const wire_type_info wire_types[WIRE_TYPE_LAST + 1] = {
     [0] = {"UNKNOWN", 0, 0},
@@ -99,6 +106,8 @@ static const wire_type_info wire_types[WIRE_TYPE_LAST + 1] = {
     [SH_WIRE_CATALOG_REP] = {"CATALOG_REP", 0, SH_SKUS_MAX},
     [SH_WIRE_PARTOP_REQ] = {"PARTOP_REQ", 1, SH_WIRE_PARTOPS_MAX},
     [SH_WIRE_PARTOP_REP] = {"PARTOP_REP", 0, SH_WIRE_PARTOPS_MAX},
+    [SH_WIRE_SYNC_STATE_REQ] = {"SYNC_STATE_REQ", 1, 1},
+    [SH_WIRE_SYNC_STATE_REP] = {"SYNC_STATE_REP", 0, SH_PARTITIONS_PER_SKU_MAX},
 };
 
 static const char *const wire_outcome_names[SH_WIRE_OUT_ERROR + 1] = {
@@ -490,6 +499,27 @@ static sh_err check_partop_result(const sh_wire_partop_result *res)
     }
     if (check_str(res->sku, res->sku_len, 1, SH_SKU_ID_CHARS_MAX) != SH_OK ||
         res->partition >= SH_PARTITIONS_PER_SKU_MAX) {
+        return SH_EINVAL;
+    }
+    return SH_OK;
+}
+
+static sh_err check_sync_state_rep(const sh_wire_sync_state_rep *rep, size_t n)
+{
+    if ((unsigned)rep->status >= SH_ERR_COUNT_ || (rep->status != SH_OK && n != 0)) {
+        return SH_EINVAL;
+    }
+    return check_str(rep->message, rep->message_len, 0, SH_MESSAGE_CHARS_MAX);
+}
+
+/* Partition i of a reply; prev is partition i - 1 (NULL for the first): partitions
+ * strictly increase, so none is reported twice. */
+static sh_err check_sync_part(const sh_wire_sync_part *p, const sh_wire_sync_part *prev)
+{
+    if (p->partition >= SH_PARTITIONS_PER_SKU_MAX || p->detail_rows < 0 || p->rows_counted < 0) {
+        return SH_EINVAL;
+    }
+    if (prev != NULL && p->partition <= prev->partition) {
         return SH_EINVAL;
     }
     return SH_OK;
@@ -1222,6 +1252,130 @@ sh_err sh_wire_partop_rep_decode(const uint8_t *buf, size_t len, sh_wire_header 
         res->seq = rd_u64(&r);
         res->flags = rd_u8(&r);
         if (r.err == SH_OK && check_partop_result(res) != SH_OK) {
+            return SH_EINVAL;
+        }
+    }
+    return decode_end(&r);
+}
+
+/* ---- SYNC_STATE_REQ / SYNC_STATE_REP ------------------------------------------- */
+
+size_t sh_wire_sync_state_req_size(const sh_wire_sync_state_req *req)
+{
+    SH_ASSERT(req != NULL);
+    return SH_WIRE_HEADER_BYTES + WIRE_SYNC_STATE_REQ_FIXED_BYTES + (size_t)req->sku_len;
+}
+
+sh_err sh_wire_sync_state_req_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                     const sh_wire_sync_state_req *req)
+{
+    SH_ASSERT(len_out != NULL && req != NULL);
+    if (check_str(req->sku, req->sku_len, 1, SH_SKU_ID_CHARS_MAX) != SH_OK) {
+        return SH_EINVAL;
+    }
+    size_t size = sh_wire_sync_state_req_size(req);
+    wire_writer w;
+    sh_err rc = encode_begin(buf, cap, size, SH_WIRE_SYNC_STATE_REQ, req_id, 1, &w);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    wr_str(&w, req->sku, req->sku_len);
+    encode_end(buf, size, &w, len_out);
+    return SH_OK;
+}
+
+sh_err sh_wire_sync_state_req_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                     sh_wire_sync_state_req *req)
+{
+    SH_ASSERT(hdr != NULL && req != NULL);
+    wire_reader r;
+    sh_err rc = decode_begin(buf, len, hdr, SH_WIRE_SYNC_STATE_REQ, SH_WIRE_SYNC_STATE_REQ, 1, &r);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    rd_str(&r, req->sku, SH_SKU_ID_CHARS_MAX, &req->sku_len);
+    if (r.err == SH_OK && check_str(req->sku, req->sku_len, 1, SH_SKU_ID_CHARS_MAX) != SH_OK) {
+        return SH_EINVAL;
+    }
+    return decode_end(&r);
+}
+
+size_t sh_wire_sync_state_rep_size(const sh_wire_sync_state_rep *rep,
+                                   const sh_wire_sync_part *parts, size_t n)
+{
+    SH_ASSERT(rep != NULL && (parts != NULL || n == 0));
+    if (n > SH_PARTITIONS_PER_SKU_MAX) {
+        return 0;
+    }
+    return SH_WIRE_HEADER_BYTES + WIRE_SYNC_STATE_REP_FIXED_BYTES + (size_t)rep->message_len +
+           n * WIRE_SYNC_PART_BYTES;
+}
+
+sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                     const sh_wire_sync_state_rep *rep,
+                                     const sh_wire_sync_part *parts, size_t n)
+{
+    SH_ASSERT(len_out != NULL && rep != NULL && (parts != NULL || n == 0));
+    sh_err rc = encode_count(SH_WIRE_SYNC_STATE_REP, n);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    if (check_sync_state_rep(rep, n) != SH_OK) {
+        return SH_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (check_sync_part(&parts[i], i > 0 ? &parts[i - 1] : NULL) != SH_OK) {
+            return SH_EINVAL;
+        }
+    }
+    size_t size = sh_wire_sync_state_rep_size(rep, parts, n);
+    wire_writer w;
+    rc = encode_begin(buf, cap, size, SH_WIRE_SYNC_STATE_REP, req_id, n, &w);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    wr_u8(&w, (uint8_t)rep->status);
+    wr_str(&w, rep->message, rep->message_len);
+    for (size_t i = 0; i < n; i++) {
+        const sh_wire_sync_part *p = &parts[i];
+        wr_u16(&w, p->partition);
+        wr_u64(&w, p->synced_seq);
+        wr_i64(&w, p->deducted);
+        wr_i64(&w, p->detail_rows);
+        wr_i64(&w, p->rows_counted);
+        wr_i64(&w, p->qty_counted);
+        wr_u64(&w, p->max_seq);
+    }
+    encode_end(buf, size, &w, len_out);
+    return SH_OK;
+}
+
+sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                     sh_wire_sync_state_rep *rep, sh_wire_sync_part *parts,
+                                     size_t parts_cap)
+{
+    SH_ASSERT(hdr != NULL && rep != NULL && (parts != NULL || parts_cap == 0));
+    wire_reader r;
+    sh_err rc =
+        decode_begin(buf, len, hdr, SH_WIRE_SYNC_STATE_REP, SH_WIRE_SYNC_STATE_REP, parts_cap, &r);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    rep->status = (sh_err)rd_u8(&r);
+    rd_str(&r, rep->message, SH_MESSAGE_CHARS_MAX, &rep->message_len);
+    if (r.err == SH_OK && check_sync_state_rep(rep, hdr->count) != SH_OK) {
+        return SH_EINVAL;
+    }
+    for (size_t i = 0; i < hdr->count && r.err == SH_OK; i++) {
+        sh_wire_sync_part *p = &parts[i];
+        p->partition = rd_u16(&r);
+        p->synced_seq = rd_u64(&r);
+        p->deducted = rd_i64(&r);
+        p->detail_rows = rd_i64(&r);
+        p->rows_counted = rd_i64(&r);
+        p->qty_counted = rd_i64(&r);
+        p->max_seq = rd_u64(&r);
+        if (r.err == SH_OK && check_sync_part(p, i > 0 ? &parts[i - 1] : NULL) != SH_OK) {
             return SH_EINVAL;
         }
     }

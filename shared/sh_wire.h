@@ -36,6 +36,8 @@ typedef enum sh_wire_type {
     SH_WIRE_CATALOG_REP = 8,
     SH_WIRE_PARTOP_REQ = 9,
     SH_WIRE_PARTOP_REP = 10,
+    SH_WIRE_SYNC_STATE_REQ = 11,
+    SH_WIRE_SYNC_STATE_REP = 12,
 } sh_wire_type;
 
 /* Outcome of one deduction or release: a business value, not an error. */
@@ -220,6 +222,35 @@ typedef struct sh_wire_partop_result {
     uint8_t flags; /* SH_WIRE_RES_F_* */
 } sh_wire_partop_result;
 
+/* SYNC_STATE_REQ (count = 1): "what does MySQL hold for this SKU?", asked by the
+ * scheduler's audit. */
+typedef struct sh_wire_sync_state_req {
+    uint8_t sku_len; /* 1..max */
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+} sh_wire_sync_state_req;
+
+/* SYNC_STATE_REP head; count sh_wire_sync_part records follow, one per partition
+ * MySQL knows of (0..SH_PARTITIONS_PER_SKU_MAX), in strictly increasing partition
+ * order (so no partition appears twice). */
+typedef struct sh_wire_sync_state_rep {
+    sh_err status; /* < SH_ERR_COUNT_; records only with SH_OK */
+    uint8_t message_len;
+    char message[SH_MESSAGE_CHARS_MAX + 1];
+} sh_wire_sync_state_rep;
+
+/* One partition's sync state in MySQL: its stock_partition row (zeros without one)
+ * and what its deduction_detail rows add up to (zeros without rows). Counts are
+ * >= 0; the sums may have any sign. */
+typedef struct sh_wire_sync_part {
+    uint16_t partition;   /* < SH_PARTITIONS_PER_SKU_MAX */
+    uint64_t synced_seq;  /* stock_partition.synced_seq */
+    int64_t deducted;     /* stock_partition.deducted */
+    int64_t detail_rows;  /* stock_partition.detail_rows, >= 0 */
+    int64_t rows_counted; /* COUNT(*) of its deduction_detail rows, >= 0 */
+    int64_t qty_counted;  /* SUM(qty) of those rows */
+    uint64_t max_seq;     /* MAX(seq) of those rows */
+} sh_wire_sync_part;
+
 /* ---- header and helpers ------------------------------------------------ */
 
 /* Decodes and checks the header of the message buf[0..len). Checks, in order:
@@ -319,5 +350,23 @@ sh_err sh_wire_partop_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint
                                  const sh_wire_partop_result *results, size_t n);
 sh_err sh_wire_partop_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
                                  sh_wire_partop_result *results, size_t results_cap);
+
+/* SYNC_STATE_REQ: one request. */
+size_t sh_wire_sync_state_req_size(const sh_wire_sync_state_req *req);
+sh_err sh_wire_sync_state_req_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                     const sh_wire_sync_state_req *req);
+sh_err sh_wire_sync_state_req_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                     sh_wire_sync_state_req *req);
+
+/* SYNC_STATE_REP: a head and n partitions, 0..SH_PARTITIONS_PER_SKU_MAX; n must be 0
+ * unless rep->status is SH_OK. */
+size_t sh_wire_sync_state_rep_size(const sh_wire_sync_state_rep *rep,
+                                   const sh_wire_sync_part *parts, size_t n);
+sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                     const sh_wire_sync_state_rep *rep,
+                                     const sh_wire_sync_part *parts, size_t n);
+sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                     sh_wire_sync_state_rep *rep, sh_wire_sync_part *parts,
+                                     size_t parts_cap);
 
 #endif

@@ -22,6 +22,10 @@
 --   restock          one row per restock id, so a restock retried with the same
 --                    id adds its units to sku.total only once.
 --
+-- Ids (sku_id, order_id, user_id, restock_id) use the binary collation
+-- utf8mb4_bin: they are case-sensitive in the API and in Redis, so 'A1' and
+-- 'a1' must be different rows here too.
+--
 -- Invariant once sync has drained (DESIGN.md section 8):
 --   stock_partition.deducted = SUM(deduction_detail.qty) for that partition,
 --   stock_partition.detail_rows = COUNT(*) of its details,
@@ -40,7 +44,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 INSERT IGNORE INTO schema_version (version) VALUES (1);
 
 CREATE TABLE IF NOT EXISTS sku (
-    sku_id         VARCHAR(64)       NOT NULL            COMMENT 'SKU id, as used in the API and in Redis keys',
+    sku_id         VARCHAR(64) COLLATE utf8mb4_bin NOT NULL            COMMENT 'SKU id, as used in the API and in Redis keys',
     name           VARCHAR(128)      NOT NULL DEFAULT '' COMMENT 'display name, informational only',
     total          BIGINT            NOT NULL            COMMENT 'total units for sale: initial stock plus every restock',
     start_ms       BIGINT            NOT NULL DEFAULT 0  COMMENT 'sale start, ms since the Unix epoch; 0 = already open',
@@ -61,7 +65,7 @@ CREATE TABLE IF NOT EXISTS sku (
   COMMENT='catalog master row of each SKU';
 
 CREATE TABLE IF NOT EXISTS stock_partition (
-    sku_id       VARCHAR(64)       NOT NULL           COMMENT 'SKU id (sku.sku_id)',
+    sku_id       VARCHAR(64) COLLATE utf8mb4_bin NOT NULL           COMMENT 'SKU id (sku.sku_id)',
     partition_id SMALLINT UNSIGNED NOT NULL           COMMENT 'partition number within the SKU, 0 .. partitions-1',
     synced_seq   BIGINT UNSIGNED   NOT NULL DEFAULT 0 COMMENT 'high-water mark: every detail with seq <= this is applied',
     deducted     BIGINT            NOT NULL DEFAULT 0 COMMENT 'net units deducted = SUM(qty) of the applied details',
@@ -73,11 +77,11 @@ CREATE TABLE IF NOT EXISTS stock_partition (
   COMMENT='per-partition sync high-water mark; the row the sync worker locks';
 
 CREATE TABLE IF NOT EXISTS deduction_detail (
-    sku_id       VARCHAR(64)       NOT NULL            COMMENT 'SKU id (sku.sku_id)',
+    sku_id       VARCHAR(64) COLLATE utf8mb4_bin NOT NULL            COMMENT 'SKU id (sku.sku_id)',
     partition_id SMALLINT UNSIGNED NOT NULL            COMMENT 'partition that applied the deduction or release',
     seq          BIGINT UNSIGNED   NOT NULL            COMMENT 'per-partition gap-free sequence number, assigned in Redis',
-    order_id     VARCHAR(64)       NOT NULL            COMMENT 'order id given by the caller',
-    user_id      VARCHAR(64)       NOT NULL DEFAULT '' COMMENT 'user id given by the caller; empty if none',
+    order_id     VARCHAR(64) COLLATE utf8mb4_bin NOT NULL            COMMENT 'order id given by the caller',
+    user_id      VARCHAR(64) COLLATE utf8mb4_bin NOT NULL DEFAULT '' COMMENT 'user id given by the caller; empty if none',
     qty          INT               NOT NULL            COMMENT 'units, signed: positive = deduction, negative = release',
     sub_domain   TINYINT UNSIGNED  NOT NULL            COMMENT 'sub-domain counter (0 or 1) the units came from or went to',
     created_ms   BIGINT            NOT NULL            COMMENT 'when Redis applied it, ms since the Unix epoch',
@@ -87,8 +91,8 @@ CREATE TABLE IF NOT EXISTS deduction_detail (
   COMMENT='every deduction and release, exactly once';
 
 CREATE TABLE IF NOT EXISTS restock (
-    restock_id VARCHAR(64) NOT NULL                           COMMENT 'caller-chosen restock id; a retry with the same id is a no-op',
-    sku_id     VARCHAR(64) NOT NULL                           COMMENT 'SKU id (sku.sku_id) restocked',
+    restock_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL                           COMMENT 'caller-chosen restock id; a retry with the same id is a no-op',
+    sku_id     VARCHAR(64) COLLATE utf8mb4_bin NOT NULL                           COMMENT 'SKU id (sku.sku_id) restocked',
     units      BIGINT      NOT NULL                           COMMENT 'units added to sku.total by this restock',
     created_at TIMESTAMP   NOT NULL DEFAULT CURRENT_TIMESTAMP COMMENT 'when the restock was applied',
     PRIMARY KEY (restock_id),

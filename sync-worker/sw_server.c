@@ -26,6 +26,7 @@
 #include "sh_log.h"
 #include "sh_wire.h"
 #include "sw_apply.h"
+#include "sw_audit.h"
 #include "sw_catalog.h"
 
 #include <errno.h>
@@ -373,6 +374,48 @@ static void sv_catalog(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
     sv_reply_catalog(q, hdr->req_id, &out);
 }
 
+static void sv_reply_sync_state(sv_req *q, uint64_t req_id, const sw_audit_out *out)
+{
+    size_t size = sh_wire_sync_state_rep_size(&out->rep, out->parts, out->n);
+    uint8_t *buf = size > 0 ? sv_reply_buf(q, size) : NULL;
+    size_t len = 0;
+    sh_err rc = SH_ENOMEM;
+    if (buf == NULL || (rc = sh_wire_sync_state_rep_encode(buf, size, &len, req_id, &out->rep,
+                                                           out->parts, out->n)) != SH_OK) {
+        SH_ERROR(SV_MOD, "cannot build a sync state reply: %s", sh_strerror(rc));
+        sv_drop(q);
+        return;
+    }
+    sv_send(q);
+}
+
+/* SYNC_STATE_REQ: the audit's question "what does MySQL hold for this SKU?".
+ * Answered in the type the sender decodes, also when the request is malformed. */
+static void sv_sync_state(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
+                          const sh_wire_header *hdr)
+{
+    sw_server *s = w->srv;
+    sh_wire_header h2;
+    sh_wire_sync_state_req req;
+    sh_wire_sync_part parts[SH_PARTITIONS_PER_SKU_MAX];
+    sw_audit_out out = {.parts = parts};
+    sh_err rc = sh_wire_sync_state_req_decode(data, len, &h2, &req);
+    if (rc != SH_OK) {
+        atomic_fetch_add(&s->opts.stats->bad_messages, 1);
+        SH_WARN(SV_MOD, "bad sync state request status=%s bytes=%zu", sh_strerror(rc), len);
+        memset(&out.rep, 0, sizeof out.rep);
+        out.rep.status = rc;
+        int k = snprintf(out.rep.message, sizeof out.rep.message,
+                         "malformed sync state request: %s", sh_strerror(rc));
+        SH_ASSERT(k > 0 && (size_t)k < sizeof out.rep.message);
+        out.rep.message_len = (uint8_t)k;
+        sv_reply_sync_state(q, hdr->req_id, &out);
+        return;
+    }
+    sw_audit_run(w->mysql, s->opts.stats, &req, &out);
+    sv_reply_sync_state(q, hdr->req_id, &out);
+}
+
 /* A count-0 batch: the question "what is your synced_seq for this partition?". */
 static void sv_query(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
                      const sh_wire_header *hdr)
@@ -428,6 +471,10 @@ static size_t sv_round(sv_worker *w, size_t npend, uint64_t *group_ids)
         }
         if (hdr.type == SH_WIRE_CATALOG_REQ) {
             sv_catalog(w, q, data, len, &hdr);
+            continue;
+        }
+        if (hdr.type == SH_WIRE_SYNC_STATE_REQ) {
+            sv_sync_state(w, q, data, len, &hdr);
             continue;
         }
         if (hdr.type != SH_WIRE_DETAIL_BATCH) {

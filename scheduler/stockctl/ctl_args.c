@@ -23,10 +23,14 @@ void ctl_usage(FILE *f)
             "\n"
             "commands:\n"
             "  registry                 SKUs and their partitions as the scheduler sees them\n"
-            "  sku load SKU --total N --partitions P [--min-chunk N] [--max-chunk N]\n"
-            "           [--start UNIX_MS] [--per-user-limit N] [--name NAME]\n"
-            "                           create a SKU (loading it again changes nothing)\n"
-            "  audit SKU                check the invariants of one SKU in Redis\n"
+            "  sku load SKU [--total N --partitions P [--min-chunk N] [--max-chunk N]\n"
+            "           [--start UNIX_MS] [--per-user-limit N] [--name NAME]]\n"
+            "                           load a SKU from its catalog row (MySQL); with --total\n"
+            "                           and --partitions the row is created first if absent.\n"
+            "                           Loading again changes nothing: the stored row wins\n"
+            "  sku restock SKU UNITS --id RESTOCK_ID\n"
+            "                           add UNITS to the SKU's total, once per RESTOCK_ID\n"
+            "  audit SKU                check the invariants of one SKU in Redis and MySQL\n"
             "  stats                    the scheduler's counters\n"
             "  help                     this text\n"
             "\n"
@@ -170,14 +174,14 @@ typedef struct ctl_load_opt {
     const char *name;
     int64_t lo, hi;
     size_t value_off; /* offsetof(ctl_args, ...) */
-    size_t has_off;   /* offsetof(ctl_args, has_...), or (size_t)-1 when required */
+    size_t has_off;   /* offsetof(ctl_args, has_...) */
 } ctl_load_opt;
 
-#define CTL_REQUIRED ((size_t)-1)
-
 static const ctl_load_opt ctl_load_opts[] = {
-    {"--total", 1, SH_SKU_TOTAL_UNITS_MAX, offsetof(ctl_args, total), CTL_REQUIRED},
-    {"--partitions", 1, SH_PARTITIONS_PER_SKU_MAX, offsetof(ctl_args, partitions), CTL_REQUIRED},
+    {"--total", 1, SH_SKU_TOTAL_UNITS_MAX, offsetof(ctl_args, total),
+     offsetof(ctl_args, has_total)},
+    {"--partitions", 1, SH_PARTITIONS_PER_SKU_MAX, offsetof(ctl_args, partitions),
+     offsetof(ctl_args, has_partitions)},
     {"--min-chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, offsetof(ctl_args, min_chunk),
      offsetof(ctl_args, has_min_chunk)},
     {"--max-chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, offsetof(ctl_args, max_chunk),
@@ -190,12 +194,13 @@ static const ctl_load_opt ctl_load_opts[] = {
 #define CTL_LOAD_NOPTS (sizeof ctl_load_opts / sizeof ctl_load_opts[0])
 
 /* Parses the words after the command: positionals into pos[] (at most maxpos),
- * `sku load` options when load != 0. */
-static int ctl_sub_args(ctl_args *a, int argc, char **argv, int i, int load, const char **pos,
-                        int maxpos, int *npos, int *seen_socket, char *err, size_t errlen)
+ * `sku load` options when load != 0, `sku restock`'s --id when restock != 0. */
+static int ctl_sub_args(ctl_args *a, int argc, char **argv, int i, int load, int restock,
+                        const char **pos, int maxpos, int *npos, int *seen_socket, char *err,
+                        size_t errlen)
 {
     int seen[CTL_LOAD_NOPTS] = {0};
-    int seen_name = 0;
+    int seen_name = 0, seen_id = 0;
     int opts_done = 0;
     *npos = 0;
     for (; i < argc; i++) {
@@ -238,10 +243,8 @@ static int ctl_sub_args(ctl_args *a, int argc, char **argv, int i, int load, con
                 return -1;
             }
             memcpy((char *)a + o->value_off, &v, sizeof v);
-            if (o->has_off != CTL_REQUIRED) {
-                int one = 1;
-                memcpy((char *)a + o->has_off, &one, sizeof one);
-            }
+            int one = 1;
+            memcpy((char *)a + o->has_off, &one, sizeof one);
             matched = 1;
         }
         if (!matched && load) {
@@ -270,15 +273,48 @@ static int ctl_sub_args(ctl_args *a, int argc, char **argv, int i, int load, con
                 matched = 1;
             }
         }
+        if (!matched && restock) {
+            const char *val = NULL;
+            int m = ctl_opt_value(argc, argv, &i, "--id", &val);
+            if (m < 0) {
+                return ctl_fail(err, errlen, "--id needs a value");
+            }
+            if (m > 0) {
+                if (seen_id) {
+                    return ctl_fail(err, errlen, "--id given twice");
+                }
+                seen_id = 1;
+                size_t n = strlen(val);
+                if (sh_id_check_order(val, n) != SH_OK) {
+                    return ctl_fail(err, errlen,
+                                    "bad restock id '%.80s': 1..%d characters of [A-Za-z0-9_.:-]",
+                                    val, SH_ORDER_ID_CHARS_MAX);
+                }
+                memcpy(a->restock_id, val, n + 1);
+                matched = 1;
+            }
+        }
         if (!matched) {
             return ctl_fail(err, errlen, "unknown option '%.80s'", arg);
         }
     }
+    if (restock && !seen_id) {
+        return ctl_fail(err, errlen, "sku restock needs --id RESTOCK_ID");
+    }
     if (load) {
-        for (size_t k = 0; k < CTL_LOAD_NOPTS; k++) {
-            if (ctl_load_opts[k].has_off == CTL_REQUIRED && !seen[k]) {
-                return ctl_fail(err, errlen, "sku load needs %s", ctl_load_opts[k].name);
-            }
+        /* Both or neither: without them the catalog row is loaded as it is, and
+         * the sale parameters belong to the row they would create. */
+        if (a->has_total && !a->has_partitions) {
+            return ctl_fail(err, errlen, "sku load with --total needs --partitions");
+        }
+        if (a->has_partitions && !a->has_total) {
+            return ctl_fail(err, errlen, "sku load with --partitions needs --total");
+        }
+        if (!a->has_total && (a->has_min_chunk || a->has_max_chunk || a->has_start_ms ||
+                              a->has_per_user_limit || a->name != NULL)) {
+            return ctl_fail(err, errlen,
+                            "sku load: sale parameters need --total and --partitions (they "
+                            "create the catalog row)");
         }
         if (a->has_min_chunk && a->has_max_chunk && a->min_chunk > a->max_chunk) {
             return ctl_fail(err, errlen,
@@ -318,7 +354,8 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         }
     }
     if (i >= argc) {
-        return ctl_fail(err, errlen, "no command given (registry, sku load, audit, stats)");
+        return ctl_fail(err, errlen,
+                        "no command given (registry, sku load, sku restock, audit, stats)");
     }
     const char *cmd = argv[i++];
     const char *pos[2] = {NULL, NULL};
@@ -329,31 +366,47 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         return 0;
     } else if (strcmp(cmd, "registry") == 0 || strcmp(cmd, "stats") == 0) {
         a->cmd = cmd[0] == 'r' ? CTL_CMD_REGISTRY : CTL_CMD_STATS;
-        rc = ctl_sub_args(a, argc, argv, i, 0, pos, 0, &npos, &seen_socket, err, errlen);
+        rc = ctl_sub_args(a, argc, argv, i, 0, 0, pos, 0, &npos, &seen_socket, err, errlen);
     } else if (strcmp(cmd, "audit") == 0) {
         a->cmd = CTL_CMD_AUDIT;
-        rc = ctl_sub_args(a, argc, argv, i, 0, pos, 1, &npos, &seen_socket, err, errlen);
+        rc = ctl_sub_args(a, argc, argv, i, 0, 0, pos, 1, &npos, &seen_socket, err, errlen);
         if (rc == 0 && npos != 1) {
             rc = ctl_fail(err, errlen, "usage: stockctl audit SKU");
         }
         if (rc == 0) {
             rc = ctl_set_sku(a, pos[0], err, errlen);
         }
+    } else if (strcmp(cmd, "sku") == 0 && i < argc && strcmp(argv[i], "restock") == 0) {
+        a->cmd = CTL_CMD_SKU_RESTOCK;
+        rc = ctl_sub_args(a, argc, argv, i + 1, 0, 1, pos, 2, &npos, &seen_socket, err, errlen);
+        if (rc == 0 && npos != 2) {
+            rc = ctl_fail(err, errlen, "usage: stockctl sku restock SKU UNITS --id RESTOCK_ID");
+        }
+        if (rc == 0) {
+            rc = ctl_set_sku(a, pos[0], err, errlen);
+        }
+        if (rc == 0) {
+            rc = ctl_num("UNITS", pos[1], 1, SH_SKU_TOTAL_UNITS_MAX, &a->units, err, errlen);
+        }
     } else if (strcmp(cmd, "sku") == 0) {
         if (i >= argc || strcmp(argv[i], "load") != 0) {
-            return ctl_fail(err, errlen, "usage: stockctl sku load SKU --total N --partitions P");
+            return ctl_fail(err, errlen,
+                            "usage: stockctl sku load SKU [--total N --partitions P] | "
+                            "stockctl sku restock SKU UNITS --id RESTOCK_ID");
         }
         a->cmd = CTL_CMD_SKU_LOAD;
-        rc = ctl_sub_args(a, argc, argv, i + 1, 1, pos, 1, &npos, &seen_socket, err, errlen);
+        rc = ctl_sub_args(a, argc, argv, i + 1, 1, 0, pos, 1, &npos, &seen_socket, err, errlen);
         if (rc == 0) {
             if (npos != 1) {
-                rc = ctl_fail(err, errlen, "usage: stockctl sku load SKU --total N --partitions P");
+                rc = ctl_fail(err, errlen,
+                              "usage: stockctl sku load SKU [--total N --partitions P]");
             } else {
                 rc = ctl_set_sku(a, pos[0], err, errlen);
             }
         }
     } else {
-        return ctl_fail(err, errlen, "unknown command '%.80s' (registry, sku load, audit, stats)",
+        return ctl_fail(err, errlen,
+                        "unknown command '%.80s' (registry, sku load, sku restock, audit, stats)",
                         cmd);
     }
     if (rc != 0) {
@@ -385,6 +438,7 @@ char *ctl_request_build(const ctl_args *a)
         [CTL_CMD_SKU_LOAD] = "sku_load",
         [CTL_CMD_AUDIT] = "audit",
         [CTL_CMD_STATS] = "stats",
+        [CTL_CMD_SKU_RESTOCK] = "sku_restock",
     };
     if (a == NULL || a->cmd == CTL_CMD_HELP || (size_t)a->cmd >= sizeof names / sizeof names[0]) {
         return NULL;
@@ -393,12 +447,18 @@ char *ctl_request_build(const ctl_args *a)
     if (req == NULL || cJSON_AddStringToObject(req, "cmd", names[a->cmd]) == NULL) {
         goto fail;
     }
-    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD) {
+    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD || a->cmd == CTL_CMD_SKU_RESTOCK) {
         if (cJSON_AddStringToObject(req, "sku", a->sku) == NULL) {
             goto fail;
         }
     }
-    if (a->cmd == CTL_CMD_SKU_LOAD) {
+    if (a->cmd == CTL_CMD_SKU_RESTOCK) {
+        if (ctl_add_i64(req, "units", a->units) != 0 ||
+            cJSON_AddStringToObject(req, "restock_id", a->restock_id) == NULL) {
+            goto fail;
+        }
+    }
+    if (a->cmd == CTL_CMD_SKU_LOAD && a->has_total) {
         if (ctl_add_i64(req, "total", a->total) != 0 ||
             ctl_add_i64(req, "partitions", a->partitions) != 0 ||
             (a->has_min_chunk && ctl_add_i64(req, "min_chunk", a->min_chunk) != 0) ||

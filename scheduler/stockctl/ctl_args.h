@@ -27,6 +27,7 @@ typedef enum ctl_cmd {
     CTL_CMD_SKU_LOAD,
     CTL_CMD_AUDIT,
     CTL_CMD_STATS,
+    CTL_CMD_SKU_RESTOCK,
 } ctl_cmd;
 
 typedef struct ctl_args {
@@ -34,11 +35,15 @@ typedef struct ctl_args {
     int json;                /* --json: print the raw reply */
     int64_t timeout_ms;      /* bound on connect + request + reply */
     ctl_cmd cmd;
-    char sku[SH_SKU_ID_CHARS_MAX + 1]; /* sku load, audit */
-    /* sku load */
+    char sku[SH_SKU_ID_CHARS_MAX + 1]; /* sku load, sku restock, audit */
+    /* sku load: without --total and --partitions, the catalog row is loaded as it is */
     int64_t total, partitions, min_chunk, max_chunk, start_ms, per_user_limit;
+    int has_total, has_partitions;
     int has_min_chunk, has_max_chunk, has_start_ms, has_per_user_limit;
     const char *name; /* NULL when not given; points into argv */
+    /* sku restock */
+    int64_t units;
+    char restock_id[SH_RESTOCK_ID_CHARS_MAX + 1];
 } ctl_args;
 
 /* Parses s as a whole decimal integer (optional '-', digits, nothing else: no

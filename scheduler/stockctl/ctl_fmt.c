@@ -370,13 +370,16 @@ static int ctl_print_sku(FILE *out, FILE *err, const cJSON *s)
             "  per-user limit %s  start %s\n",
             v[0], v[1], v[2], v[3], limit, start);
 
-    /* Columns: P master node state active s0 s1 deducted seq flips grants. */
-    static const char *const heads[] = {"P",  "master",   "node", "state", "active", "s0",
-                                        "s1", "deducted", "seq",  "flips", "grants"};
+    /* Columns: P master node state active s0 s1 deducted seq flips grants, then
+     * the sync lag: details not acked by MySQL and the age of the oldest ("-"
+     * when the scheduler could not read them). */
+    static const char *const heads[] = {"P",      "master",   "node",     "state", "active",
+                                        "s0",     "s1",       "deducted", "seq",   "flips",
+                                        "grants", "unsynced", "oldest_ms"};
     static const char *const ints[] = {"index",    "node", "active", "s0",    "s1",
                                        "deducted", "seq",  "flips",  "grants"};
     ctl_table t;
-    ctl_table_init(&t, 11, "rlrlrrrrrrr");
+    ctl_table_init(&t, 13, "rlrlrrrrrrrrr");
     ctl_table_add(&t, heads);
     const cJSON *p;
     cJSON_ArrayForEach(p, parts)
@@ -392,7 +395,15 @@ static int ctl_print_sku(FILE *out, FILE *err, const cJSON *s)
                                  : master == NULL ? "master"
                                                   : "state");
         }
-        const char *row[11] = {c[0], master, c[1], state, c[2], c[3], c[4], c[5], c[6], c[7], c[8]};
+        char lag[2][CTL_CELL_BYTES];
+        if (ctl_json_int_text(p, "details_pending", lag[0], CTL_CELL_BYTES) != 0) {
+            snprintf(lag[0], CTL_CELL_BYTES, "-");
+        }
+        if (ctl_json_int_text(p, "oldest_pending_age_ms", lag[1], CTL_CELL_BYTES) != 0) {
+            snprintf(lag[1], CTL_CELL_BYTES, "-");
+        }
+        const char *row[13] = {c[0], master, c[1], state, c[2],   c[3],  c[4],
+                               c[5], c[6],   c[7], c[8],  lag[0], lag[1]};
         ctl_table_add(&t, row);
     }
     if (t.oom) {
@@ -437,26 +448,136 @@ int ctl_print_sku_load(FILE *out, FILE *err, const char *sku, const cJSON *reply
     if (!cJSON_IsBool(created)) {
         return ctl_malformed(err, "sku_load", "created");
     }
+    int64_t total = 0, parts = 0;
+    int sized =
+        ctl_json_i64(reply, "total", &total) == 0 && ctl_json_i64(reply, "partitions", &parts) == 0;
+    char what[2 * CTL_CELL_BYTES] = "";
+    if (sized) {
+        snprintf(what, sizeof what, ": total %" PRId64 ", %" PRId64 " partition%s", total, parts,
+                 parts == 1 ? "" : "s");
+    }
     if (cJSON_IsTrue(created)) {
-        fprintf(out, "sku %s loaded\n", sku);
+        const cJSON *row = cJSON_GetObjectItemCaseSensitive(reply, "row_created");
+        const char *from = !cJSON_IsBool(row)  ? ""
+                           : cJSON_IsTrue(row) ? ", catalog row created"
+                                               : " from its catalog row";
+        fprintf(out, "sku %s loaded%s%s\n", sku, from, what);
     } else {
-        fprintf(out, "sku %s already loaded (nothing changed)\n", sku);
+        fprintf(out, "sku %s already loaded (nothing changed)%s\n", sku, what);
+    }
+    const char *note = ctl_json_str(reply, "note");
+    if (note != NULL && note[0] != '\0') {
+        fprintf(err, "stockctl: note: %s\n", note);
     }
     return 0;
 }
+
+int ctl_print_sku_restock(FILE *out, FILE *err, const cJSON *reply)
+{
+    const char *id = ctl_json_str(reply, "restock_id");
+    const cJSON *applied = cJSON_GetObjectItemCaseSensitive(reply, "applied");
+    int64_t units = 0;
+    if (id == NULL) {
+        return ctl_malformed(err, "sku_restock", "restock_id");
+    }
+    if (!cJSON_IsBool(applied)) {
+        return ctl_malformed(err, "sku_restock", "applied");
+    }
+    if (ctl_json_i64(reply, "units", &units) != 0) {
+        return ctl_malformed(err, "sku_restock", "units");
+    }
+    if (cJSON_IsTrue(applied)) {
+        fprintf(out, "restock %s: %" PRId64 " units added\n", id, units);
+    } else {
+        fprintf(out, "restock %s already applied (nothing changed)\n", id);
+    }
+    return 0;
+}
+
+/* ---- audit -----------------------------------------------------------------
+ * The scheduler sends its sums, and one entry per check ("checks": name, label,
+ * state ok|broken|not_verified, detail). A reply without "checks" (a scheduler
+ * from before the MySQL comparison) gets the three Redis checks rebuilt from
+ * its "invariants". Either way the Redis sums are checked here again (both
+ * sides of the boundary check the same fact): a check holds only when the
+ * scheduler and the sums agree. */
+
+#define CTL_AUDIT_CHECKS_MAX 16
+#define CTL_CHECK_OK         0
+#define CTL_CHECK_BROKEN     1
+#define CTL_CHECK_UNVERIFIED 2
+
+typedef struct ctl_check {
+    const char *name, *label, *detail;
+    int state;
+} ctl_check;
 
 /* The audit's sums and verdicts, read once for printing and for --json. */
 typedef struct ctl_audit {
     int64_t total, avail, grants, returns, parts, deducted, details, npart;
     int stable, ok_server;
-    int conservation, no_negative, no_oversell;
+    int has_mysql;      /* the reply says whether MySQL was verified */
+    int mysql_verified; /* and it was: the MySQL numbers below are there */
+    int64_t my_ded, my_rows, unsynced, unsynced_qty;
+    const char *mysql_error;
     const char *broken;
+    ctl_check chk[CTL_AUDIT_CHECKS_MAX];
+    size_t nchk;
+    char cons[4 * CTL_CELL_BYTES], over[2 * CTL_CELL_BYTES], exact[3 * CTL_CELL_BYTES];
 } ctl_audit;
 
-/* Reads an audit reply; returns the bad field's name or NULL. The verdicts
- * are the scheduler's, and conservation and oversell are recomputed from the
- * sums as well (both sides of the boundary check the same fact): a verdict
- * holds only when both agree. */
+static ctl_check *ctl_audit_check(ctl_audit *a, const char *name)
+{
+    for (size_t i = 0; i < a->nchk; i++) {
+        if (strcmp(a->chk[i].name, name) == 0) {
+            return &a->chk[i];
+        }
+    }
+    return NULL;
+}
+
+/* Marks check name broken with our own reason when the scheduler said ok. */
+static void ctl_audit_overrule(ctl_audit *a, const char *name, const char *why)
+{
+    ctl_check *c = ctl_audit_check(a, name);
+    if (c != NULL && c->state == CTL_CHECK_OK) {
+        c->state = CTL_CHECK_BROKEN;
+        c->detail = why;
+    }
+}
+
+/* Reads the "checks" array; returns the bad field's name or NULL. */
+static const char *ctl_audit_read_checks(const cJSON *checks, ctl_audit *a)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, checks)
+    {
+        if (a->nchk == CTL_AUDIT_CHECKS_MAX) {
+            return "checks";
+        }
+        ctl_check *k = &a->chk[a->nchk];
+        k->name = ctl_json_str(c, "name");
+        k->label = ctl_json_str(c, "label");
+        k->detail = ctl_json_str(c, "detail");
+        const char *st = ctl_json_str(c, "state");
+        if (k->name == NULL || k->label == NULL || k->detail == NULL || st == NULL) {
+            return "checks";
+        }
+        if (strcmp(st, "ok") == 0) {
+            k->state = CTL_CHECK_OK;
+        } else if (strcmp(st, "broken") == 0) {
+            k->state = CTL_CHECK_BROKEN;
+        } else if (strcmp(st, "not_verified") == 0) {
+            k->state = CTL_CHECK_UNVERIFIED;
+        } else {
+            return "checks";
+        }
+        a->nchk++;
+    }
+    return NULL;
+}
+
+/* Reads an audit reply; returns the bad field's name or NULL. */
 static const char *ctl_audit_read(const cJSON *reply, ctl_audit *a)
 {
     static const char *const f[] = {
@@ -481,31 +602,124 @@ static const char *ctl_audit_read(const cJSON *reply, ctl_audit *a)
     a->stable = cJSON_IsTrue(stable);
     a->ok_server = cJSON_IsTrue(ok);
     a->broken = ctl_json_str(reply, "broken");
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(reply, "mysql_verified");
+    if (mv != NULL) {
+        if (!cJSON_IsBool(mv)) {
+            return "mysql_verified";
+        }
+        a->has_mysql = 1;
+        a->mysql_verified = cJSON_IsTrue(mv);
+        a->mysql_error = ctl_json_str(reply, "mysql_error");
+    }
+    if (a->mysql_verified) {
+        static const char *const g[] = {"mysql_deducted", "mysql_detail_rows", "unsynced_details",
+                                        "unsynced_qty"};
+        int64_t *gd[] = {&a->my_ded, &a->my_rows, &a->unsynced, &a->unsynced_qty};
+        for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+            if (ctl_json_i64(reply, g[i], gd[i]) != 0) {
+                return g[i];
+            }
+        }
+    }
     /* Sums of values each below 2^62 in any sane reply; computed unsigned so
      * garbage wraps instead of overflowing, and then reads as broken. */
     uint64_t sum = (uint64_t)a->avail + (uint64_t)a->grants + (uint64_t)a->returns +
                    (uint64_t)a->parts + (uint64_t)a->deducted;
-    a->conservation = sum == (uint64_t)a->total;
-    a->no_oversell = a->deducted <= a->total;
-    a->no_negative = a->total >= 0 && a->avail >= 0 && a->grants >= 0 && a->returns >= 0 &&
-                     a->parts >= 0 && a->deducted >= 0 && a->details >= 0;
-    const cJSON *inv = cJSON_GetObjectItemCaseSensitive(reply, "invariants");
-    if (cJSON_IsObject(inv)) {
-        a->conservation &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "conservation"));
-        a->no_negative &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "no_negative"));
-        a->no_oversell &= !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, "no_oversell"));
+    int conservation = sum == (uint64_t)a->total;
+    int no_oversell = a->deducted <= a->total;
+    int no_negative = a->total >= 0 && a->avail >= 0 && a->grants >= 0 && a->returns >= 0 &&
+                      a->parts >= 0 && a->deducted >= 0 && a->details >= 0;
+    snprintf(a->cons, sizeof a->cons,
+             "total %" PRId64 " %s pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
+             " + partitions %" PRId64 " + deducted %" PRId64,
+             a->total, conservation ? "=" : "!=", a->avail, a->grants, a->returns, a->parts,
+             a->deducted);
+    snprintf(a->over, sizeof a->over, "deducted %" PRId64 " %s total %" PRId64, a->deducted,
+             no_oversell ? "<=" : ">", a->total);
+
+    const cJSON *checks = cJSON_GetObjectItemCaseSensitive(reply, "checks");
+    if (checks != NULL) {
+        if (!cJSON_IsArray(checks)) {
+            return "checks";
+        }
+        const char *bad = ctl_audit_read_checks(checks, a);
+        if (bad != NULL) {
+            return bad;
+        }
+    } else {
+        /* An older scheduler: its verdicts per invariant, Redis only. */
+        const cJSON *inv = cJSON_GetObjectItemCaseSensitive(reply, "invariants");
+        static const char *const names[] = {"conservation", "no_negative", "no_oversell"};
+        static const char *const labels[] = {"conservation", "no negative counter", "no oversell"};
+        const char *details[] = {a->cons, a->ok_server || a->broken == NULL ? "" : a->broken,
+                                 a->over};
+        for (size_t i = 0; i < 3; i++) {
+            ctl_check *k = &a->chk[a->nchk++];
+            k->name = names[i];
+            k->label = labels[i];
+            k->detail = details[i];
+            k->state = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(inv, names[i]))
+                           ? CTL_CHECK_BROKEN
+                           : CTL_CHECK_OK;
+        }
     }
-    if (!a->ok_server && a->conservation && a->no_oversell && a->no_negative) {
-        /* The server saw what the sums cannot show: a negative counter in
-         * one partition. */
-        a->no_negative = 0;
+    if (!conservation) {
+        ctl_audit_overrule(a, "conservation", a->cons);
+    }
+    if (!no_oversell) {
+        ctl_audit_overrule(a, "no_oversell", a->over);
+    }
+    if (!no_negative) {
+        ctl_audit_overrule(a, "no_negative", "a sum is negative");
+    }
+    if (a->mysql_verified &&
+        (uint64_t)a->deducted != (uint64_t)a->my_ded + (uint64_t)a->unsynced_qty) {
+        snprintf(a->exact, sizeof a->exact,
+                 "Redis %" PRId64 " != MySQL %" PRId64 " + pending %" PRId64, a->deducted,
+                 a->my_ded, a->unsynced_qty);
+        ctl_audit_overrule(a, "exactness", a->exact);
+    }
+    int all_ok = 1;
+    for (size_t i = 0; i < a->nchk; i++) {
+        all_ok &= a->chk[i].state == CTL_CHECK_OK;
+    }
+    if (!a->ok_server && all_ok) {
+        /* The server saw what the sums cannot show (a negative counter in one
+         * partition): its verdict stands on the first check it could fail. */
+        ctl_audit_overrule(a, "no_negative",
+                           a->broken && a->broken[0] ? a->broken : "reported by the scheduler");
     }
     return NULL;
 }
 
 static int ctl_audit_all_ok(const ctl_audit *a)
 {
-    return a->ok_server && a->conservation && a->no_negative && a->no_oversell;
+    if (!a->ok_server || a->nchk == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < a->nchk; i++) {
+        if (a->chk[i].state != CTL_CHECK_OK) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "a, b, c" of the labels of the checks in state st; the first one's detail in *first. */
+static void ctl_audit_names(const ctl_audit *a, int st, char *buf, size_t len, const char **first)
+{
+    buf[0] = '\0';
+    *first = NULL;
+    for (size_t i = 0; i < a->nchk; i++) {
+        if (a->chk[i].state != st) {
+            continue;
+        }
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", used > 0 ? ", " : "", a->chk[i].label);
+        if (*first == NULL) {
+            *first = a->chk[i].detail;
+        }
+    }
 }
 
 int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply)
@@ -524,39 +738,48 @@ int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply)
                             "units in pending grants",
                             "units in pending returns",
                             "units in partitions",
-                            "net deducted",
-                            "details pending in Redis"};
-    int64_t vals[] = {a.total, a.avail, a.grants, a.returns, a.parts, a.deducted, a.details};
+                            "net deducted in Redis",
+                            "details pending in Redis",
+                            "net deducted in MySQL",
+                            "detail rows in MySQL"};
+    int64_t vals[] = {a.total,
+                      a.avail,
+                      a.grants,
+                      a.returns,
+                      a.parts,
+                      a.deducted,
+                      a.mysql_verified ? a.unsynced : a.details,
+                      a.my_ded,
+                      a.my_rows};
+    size_t nrows = a.has_mysql ? 9 : 7;
     size_t first = 0;
-    for (size_t i = 0; i < 7; i++) {
+    for (size_t i = 0; i < nrows; i++) {
         size_t n = strlen(labels[i]);
+        first = n > first ? n : first;
+    }
+    for (size_t i = 0; i < a.nchk; i++) {
+        size_t n = strlen(a.chk[i].label);
         first = n > first ? n : first;
     }
     ctl_table q;
     ctl_table_init(&q, 2, "lr");
-    for (size_t i = 0; i < 7; i++) {
+    for (size_t i = 0; i < nrows; i++) {
         char v[CTL_CELL_BYTES];
-        snprintf(v, sizeof v, "%" PRId64, vals[i]);
+        if (i >= 7 && !a.mysql_verified) {
+            snprintf(v, sizeof v, "not verified");
+        } else {
+            snprintf(v, sizeof v, "%" PRId64, vals[i]);
+        }
         const char *row[2] = {labels[i], v};
         ctl_table_add(&q, row);
     }
-
-    char cons[4 * CTL_CELL_BYTES], over[2 * CTL_CELL_BYTES];
-    snprintf(cons, sizeof cons,
-             "total %" PRId64 " %s pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
-             " + partitions %" PRId64 " + deducted %" PRId64,
-             a.total, a.conservation ? "=" : "!=", a.avail, a.grants, a.returns, a.parts,
-             a.deducted);
-    snprintf(over, sizeof over, "deducted %" PRId64 " %s total %" PRId64, a.deducted,
-             a.no_oversell ? "<=" : ">", a.total);
     ctl_table inv;
     ctl_table_init(&inv, 3, "lll");
-    const char *r1[3] = {"conservation", a.conservation ? "ok" : "BROKEN", cons};
-    const char *r2[3] = {"no negative counter", a.no_negative ? "ok" : "BROKEN", ""};
-    const char *r3[3] = {"no oversell", a.no_oversell ? "ok" : "BROKEN", over};
-    ctl_table_add(&inv, r1);
-    ctl_table_add(&inv, r2);
-    ctl_table_add(&inv, r3);
+    static const char *const states[] = {"ok", "BROKEN", "NOT VERIFIED"};
+    for (size_t i = 0; i < a.nchk; i++) {
+        const char *row[3] = {a.chk[i].label, states[a.chk[i].state], a.chk[i].detail};
+        ctl_table_add(&inv, row);
+    }
     if (q.oom || inv.oom) {
         ctl_table_free(&q);
         ctl_table_free(&inv);
@@ -571,13 +794,28 @@ int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply)
     if (ctl_audit_all_ok(&a)) {
         return 0;
     }
-    char names[96];
-    snprintf(names, sizeof names, "%s%s%s", !a.conservation ? ", conservation" : "",
-             !a.no_negative ? ", no negative counter" : "", !a.no_oversell ? ", no oversell" : "");
-    int any = names[0] != '\0';
-    fprintf(err, "stockctl: invariant broken for %s: %s%s%s%s\n", sku,
-            any ? names + 2 : "reported by the scheduler", a.broken && a.broken[0] ? " (" : "",
-            a.broken ? a.broken : "", a.broken && a.broken[0] ? ")" : "");
+    char names[256];
+    const char *detail = NULL;
+    ctl_audit_names(&a, CTL_CHECK_BROKEN, names, sizeof names, &detail);
+    char unverified[256];
+    const char *why_unverified = NULL;
+    ctl_audit_names(&a, CTL_CHECK_UNVERIFIED, unverified, sizeof unverified, &why_unverified);
+    /* A scheduler's "not ok" with nothing broken and nothing unverified is
+     * still reported, as the scheduler's word. */
+    if (names[0] != '\0' || (!a.ok_server && unverified[0] == '\0')) {
+        fprintf(err, "stockctl: invariant broken for %s: %s%s%s%s\n", sku,
+                names[0] ? names : "reported by the scheduler", detail && detail[0] ? " (" : "",
+                detail ? detail : "", detail && detail[0] ? ")" : "");
+    }
+    if (a.has_mysql && !a.mysql_verified) {
+        fprintf(err,
+                "stockctl: MySQL not verified for %s: %s; the MySQL checks did not run (start a "
+                "sync worker and audit again)\n",
+                sku, a.mysql_error ? a.mysql_error : "no reason given");
+    } else if (unverified[0] != '\0') {
+        fprintf(err, "stockctl: not verified for %s: %s (%s)\n", sku, unverified,
+                why_unverified ? why_unverified : "no reason given");
+    }
     if (!a.stable) {
         fprintf(err, "stockctl: the read was not stable (traffic); run the audit again when the "
                      "sale is quiet\n");

@@ -43,11 +43,18 @@ int ctl_print_error(FILE *err, const cJSON *reply);
 /* Per SKU a header line, then its partitions as a column-aligned table. */
 int ctl_print_registry(FILE *out, FILE *err, const cJSON *reply);
 
-/* "sku SKU loaded" or "sku SKU already loaded (nothing changed)". */
+/* "sku SKU loaded ..." or "sku SKU already loaded (nothing changed) ...", with
+ * the total and partitions when the reply has them; a "note" (the stored row
+ * differs from what was asked) goes to err as "stockctl: note: ...". */
 int ctl_print_sku_load(FILE *out, FILE *err, const char *sku, const cJSON *reply);
 
-/* The audit's quantities, then one line per invariant with ok/BROKEN; a
- * broken invariant is also named on err and gives 1. */
+/* "restock RID: N units added" or "restock RID already applied (nothing changed)". */
+int ctl_print_sku_restock(FILE *out, FILE *err, const cJSON *reply);
+
+/* The audit's quantities (Redis, then MySQL), then one line per check with
+ * ok / BROKEN / NOT VERIFIED and its detail. A broken check is named on err
+ * and gives 1; so does a check that could not be verified (MySQL unreachable,
+ * too many pending details), with the reason. */
 int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply);
 
 /* Every counter of the reply, one per line, aligned. */

@@ -2,8 +2,9 @@
  *
  * Reads top to bottom: parse the command line, send one request line, read one
  * reply line, print it as a table (or raw with --json). Exit status: 0 done,
- * 1 the scheduler answered an error or an audited invariant is broken, 2 a
- * usage error or no usable answer from the socket. Scripts rely on these. */
+ * 1 the scheduler answered an error, or an audited invariant is broken or could
+ * not be verified (MySQL unreachable), 2 a usage error or no usable answer from
+ * the socket. Scripts rely on these. */
 #include "ctl_args.h"
 #include "ctl_fmt.h"
 #include "ctl_sock.h"
@@ -59,6 +60,9 @@ int main(int argc, char **argv)
             break;
         case CTL_CMD_AUDIT:
             status = ctl_print_audit(stdout, stderr, reply);
+            break;
+        case CTL_CMD_SKU_RESTOCK:
+            status = ctl_print_sku_restock(stdout, stderr, reply);
             break;
         case CTL_CMD_STATS:
             status = ctl_print_stats(stdout, stderr, reply);

@@ -220,10 +220,18 @@ static void test_args_sku_load(void **state)
         0);
     assert_string_equal(a.sku, "-odd");
 
+    /* Without --total and --partitions: the catalog row is loaded as it is. */
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("sku", "load", "from-row", NULL)), 0);
+    assert_int_equal(a.cmd, CTL_CMD_SKU_LOAD);
+    assert_string_equal(a.sku, "from-row");
+    assert_false(a.has_total || a.has_partitions);
+
     struct {
         const char *words[8];
         const char *msg;
     } bad[] = {
+        {{"--min-chunk", "5", NULL}, "sale parameters need --total and --partitions"},
+        {{"--name", "x", NULL}, "sale parameters need --total and --partitions"},
         {{"--total", "10", NULL}, "needs --partitions"},
         {{"--partitions", "1", NULL}, "needs --total"},
         {{"--total", "0", "--partitions", "1", NULL}, "--total: 0 is outside 1..1000000000"},
@@ -272,6 +280,55 @@ static void test_args_sku_load(void **state)
         0);
 }
 
+static void test_args_sku_restock(void **state)
+{
+    (void)state;
+    ctl_args a;
+    char err[256];
+    assert_int_equal(parse(&a, NULL, err, sizeof err,
+                           W("sku", "restock", "flash-1", "500", "--id", "r:2026.11-a", NULL)),
+                     0);
+    assert_int_equal(a.cmd, CTL_CMD_SKU_RESTOCK);
+    assert_string_equal(a.sku, "flash-1");
+    assert_int_equal(a.units, 500);
+    assert_string_equal(a.restock_id, "r:2026.11-a");
+    assert_int_equal(
+        parse(&a, NULL, err, sizeof err, W("sku", "restock", "--id=r1", "s", "1000000000", NULL)),
+        0);
+    assert_int_equal(a.units, 1000000000);
+    assert_string_equal(a.restock_id, "r1");
+
+    struct {
+        const char *words[8];
+        const char *msg;
+    } bad[] = {
+        {{"s", "5", NULL}, "sku restock needs --id RESTOCK_ID"},
+        {{"s", "--id", "r", NULL}, "usage: stockctl sku restock SKU UNITS --id RESTOCK_ID"},
+        {{"s", "5", "6", "--id", "r", NULL}, "unexpected argument '6'"},
+        {{"s", "0", "--id", "r", NULL}, "UNITS: 0 is outside 1..1000000000"},
+        {{"s", "1000000001", "--id", "r", NULL}, "outside"},
+        {{"s", "5x", "--id", "r", NULL}, "'5x' is not a whole decimal number"},
+        {{"s", "5", "--id", "r{1}", NULL}, "bad restock id 'r{1}'"},
+        {{"s", "5", "--id", "", NULL}, "bad restock id ''"},
+        {{"s", "5", "--id", "a", "--id", "b", NULL}, "--id given twice"},
+        {{"s", "5", "--id", NULL}, "--id needs a value"},
+        {{"s", "5", "--id", "r", "--total", "3", NULL}, "unknown option '--total'"},
+        {{"s{", "5", "--id", "r", NULL}, "bad SKU id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[16] = {(char *)"stockctl", (char *)"sku", (char *)"restock"};
+        int argc = 3;
+        for (size_t k = 0; k < 8 && bad[i].words[k] != NULL; k++) {
+            argv[argc++] = (char *)bad[i].words[k];
+        }
+        err[0] = '\0';
+        assert_int_equal(ctl_args_parse(&a, argc, argv, NULL, err, sizeof err), -1);
+        if (strstr(err, bad[i].msg) == NULL) {
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].msg);
+        }
+    }
+}
+
 static void test_request_build(void **state)
 {
     (void)state;
@@ -284,6 +341,9 @@ static void test_request_build(void **state)
         {{"registry", NULL}, "{\"cmd\":\"registry\"}"},
         {{"stats", NULL}, "{\"cmd\":\"stats\"}"},
         {{"audit", "flash-1", NULL}, "{\"cmd\":\"audit\",\"sku\":\"flash-1\"}"},
+        {{"sku", "load", "a", NULL}, "{\"cmd\":\"sku_load\",\"sku\":\"a\"}"},
+        {{"sku", "restock", "a", "1000000000", "--id", "r-1", NULL},
+         "{\"cmd\":\"sku_restock\",\"sku\":\"a\",\"units\":1000000000,\"restock_id\":\"r-1\"}"},
         {{"sku", "load", "a", "--total", "10", "--partitions", "2", NULL},
          "{\"cmd\":\"sku_load\",\"sku\":\"a\",\"total\":10,\"partitions\":2}"},
         {{"sku", "load", "a", "--total", "1000000000", "--partitions", "2", "--min-chunk", "5",
@@ -396,10 +456,12 @@ static const char registry_reply[] =
     "\"min_chunk\":100,\"max_chunk\":10000,\"ok\":20,\"sold_out\":0,\"partitions\":["
     "{\"index\":0,\"salt\":3,\"node\":0,\"master\":\"127.0.0.1:25201\",\"state\":\"open\","
     "\"active\":1,\"s0\":980,\"s1\":1000,\"deducted\":20,\"seq\":9007199254740993,\"flips\":1,"
-    "\"grants\":3,\"inflight\":0,\"rate_units_per_s\":12.5},"
+    "\"grants\":3,\"inflight\":0,\"rate_units_per_s\":12.5,\"details_pending\":20,"
+    "\"oldest_pending_age_ms\":1234},"
     "{\"index\":1,\"salt\":0,\"node\":1,\"master\":\"127.0.0.1:25202\",\"state\":\"closed\","
     "\"active\":0,\"s0\":0,\"s1\":0,\"deducted\":0,\"seq\":0,\"flips\":0,"
-    "\"grants\":18446744073709551615,\"inflight\":0,\"rate_units_per_s\":0}]},"
+    "\"grants\":18446744073709551615,\"inflight\":0,\"rate_units_per_s\":0,"
+    "\"details_pending\":0,\"oldest_pending_age_ms\":0}]},"
     "{\"sku\":\"tiny\",\"name\":\"tiny\",\"total\":5,\"avail\":0,\"pending\":0,\"remaining\":5,"
     "\"per_user_limit\":0,\"start_ms\":0,\"min_chunk\":5,\"max_chunk\":10000,\"ok\":0,"
     "\"sold_out\":0,\"partitions\":[{\"index\":0,\"salt\":0,\"node\":0,\"master\":\"m:1\","
@@ -418,15 +480,17 @@ static void test_registry_table(void **state)
         "sku flash-1 \"Flash sale 1\"  total 1000000  pool avail 996000  pending 0  remaining "
         "999980  per-user limit 2  start 2026-11-18T11:06:40.123Z\n"
         "  P  master           node  state   active   s0    s1  deducted               seq  flips"
-        "                grants\n"
+        "                grants  unsynced  oldest_ms\n"
         "  0  127.0.0.1:25201     0  open         1  980  1000        20  9007199254740993      1"
-        "                     3\n"
+        "                     3        20       1234\n"
         "  1  127.0.0.1:25202     1  closed       0    0     0         0                 0      0"
-        "  18446744073709551615\n"
+        "  18446744073709551615         0          0\n"
         "\n"
         "sku tiny  total 5  pool avail 0  pending 0  remaining 5  per-user limit none  start none\n"
-        "  P  master  node  state  active  s0  s1  deducted  seq  flips  grants\n"
-        "  0  m:1        0  open        0   5   0         0    0      0       1\n";
+        "  P  master  node  state  active  s0  s1  deducted  seq  flips  grants  unsynced  "
+        "oldest_ms\n"
+        "  0  m:1        0  open        0   5   0         0    0      0       1         -          "
+        "-\n";
     assert_string_equal(cap_text(&out), want);
     assert_string_equal(cap_text(&err), "");
     cap_free(&out);
@@ -494,7 +558,7 @@ static void test_audit_table_ok(void **state)
         "  units in pending grants       100\n"
         "  units in pending returns        0\n"
         "  units in partitions          3880\n"
-        "  net deducted                   20\n"
+        "  net deducted in Redis          20\n"
         "  details pending in Redis       20\n"
         "  conservation              ok  total 1000000 = pool 996000 + grants 100 + returns 0 + "
         "partitions 3880 + deducted 20\n"
@@ -542,7 +606,7 @@ static void test_audit_broken(void **state)
                "\"broken\":\"negative counter: partition 1 s0=-3 s1=13 ded=0\","
                "\"invariants\":{\"conservation\":true,\"no_negative\":false,"
                "\"no_oversell\":true}}",
-               1, "  no negative counter       BROKEN\n",
+               1, "  no negative counter       BROKEN  negative counter: partition 1 s0=-3 s1=13",
                "stockctl: invariant broken for s: no negative counter (negative counter: "
                "partition 1 s0=-3 s1=13 ded=0)\n");
     /* Conservation recomputed here even though the reply claims it holds. */
@@ -553,18 +617,133 @@ static void test_audit_broken(void **state)
                1,
                "  conservation              BROKEN  total 10 != pool 1 + grants 0 + returns 0 + "
                "partitions 10 + deducted 0\n",
-               "invariant broken for s: conservation\n");
+               "invariant broken for s: conservation (total 10 != pool 1 + grants 0");
     /* Oversell, with an unstable read noted. */
     audit_case("{\"ok\":true,\"sku\":\"s\",\"total\":10,\"avail\":0,\"pending_grant_units\":0,"
                "\"pending_return_units\":0,\"partition_units\":-2,\"deducted\":12,"
                "\"details_pending\":12,\"partitions\":1,\"stable\":false,"
                "\"invariants_ok\":false,\"broken\":\"oversell: deducted 12 > total 10\"}",
                1, "audit s: 1 partition, UNSTABLE read",
-               "no negative counter, no oversell (oversell: deducted 12 > total 10)\n"
+               "no negative counter, no oversell (a sum is negative)\n"
                "stockctl: the read was not stable");
     /* Malformed: a field missing. */
     audit_case("{\"ok\":true,\"sku\":\"s\",\"total\":10}", 2, "",
                "malformed audit reply from the scheduler: field 'avail'");
+}
+
+/* The reply of a scheduler that compared Redis with MySQL. */
+#define AUDIT_MYSQL_HEAD                                                                           \
+    "{\"ok\":true,\"sku\":\"m\",\"total\":1000,\"avail\":700,\"pending_grant_units\":0,"           \
+    "\"pending_return_units\":0,\"partition_units\":200,\"deducted\":100,\"details_pending\":"     \
+    "40,\"seq_sum\":90,\"partitions\":2,\"stable\":true,\"passes\":1,"
+
+#define AUDIT_CHECK(name, label, state, detail)                                                    \
+    "{\"name\":\"" name "\",\"label\":\"" label "\",\"state\":\"" state "\",\"detail\":\"" detail  \
+    "\"}"
+
+static void test_audit_mysql(void **state)
+{
+    (void)state;
+    const char *ok = AUDIT_MYSQL_HEAD
+        "\"mysql_verified\":true,\"invariants_ok\":true,\"broken\":\"\",\"mysql_deducted\":60,"
+        "\"mysql_detail_rows\":50,\"unsynced_details\":40,\"unsynced_qty\":40,\"checks\":"
+        "[" AUDIT_CHECK("conservation", "conservation", "ok", "total 1000 = ...") "," AUDIT_CHECK(
+            "no_negative", "no negative counter", "ok",
+            "") "," AUDIT_CHECK("no_oversell", "no oversell", "ok",
+                                "Redis 100 <= total 1000") "," AUDIT_CHECK("exactness", "exactness",
+                                                                           "ok",
+                                                                           "Redis 100 = MySQL 60 + "
+                                                                           "pending 40") "," AUDIT_CHECK("details_once",
+                                                                                                         "each detail "
+                                                                                                         "once",
+                                                                                                         "ok",
+                                                                                                         "rows 50 = "
+                                                                                                         "...") "," AUDIT_CHECK("no_lost_detail",
+                                                                                                                                "no lost detail",
+                                                                                                                                "ok",
+                                                                                                                                "Redis seq 90 = ...") "]}";
+    cJSON *r = reply_of(ok);
+    capture out, err;
+    cap_open(&out);
+    cap_open(&err);
+    assert_int_equal(ctl_print_audit(out.f, err.f, r), 0);
+    assert_string_equal(cap_text(&out), "audit m: 2 partitions, stable read\n"
+                                        "  total                     1000\n"
+                                        "  pool avail                 700\n"
+                                        "  units in pending grants      0\n"
+                                        "  units in pending returns     0\n"
+                                        "  units in partitions        200\n"
+                                        "  net deducted in Redis      100\n"
+                                        "  details pending in Redis    40\n"
+                                        "  net deducted in MySQL       60\n"
+                                        "  detail rows in MySQL        50\n"
+                                        "  conservation              ok  total 1000 = ...\n"
+                                        "  no negative counter       ok\n"
+                                        "  no oversell               ok  Redis 100 <= total 1000\n"
+                                        "  exactness                 ok  Redis 100 = MySQL 60 + "
+                                        "pending 40\n"
+                                        "  each detail once          ok  rows 50 = ...\n"
+                                        "  no lost detail            ok  Redis seq 90 = ...\n");
+    assert_string_equal(cap_text(&err), "");
+    assert_int_equal(ctl_json_status(r), 0);
+    cap_free(&out);
+    cap_free(&err);
+    cJSON_Delete(r);
+
+    /* MySQL broken on purpose: the scheduler names exactness and details_once. */
+    audit_case(
+        AUDIT_MYSQL_HEAD
+        "\"mysql_verified\":true,\"invariants_ok\":false,\"broken\":\"x\","
+        "\"mysql_deducted\":59,\"mysql_detail_rows\":49,\"unsynced_details\":40,"
+        "\"unsynced_qty\":40,\"checks\":[" AUDIT_CHECK(
+            "conservation", "conservation", "ok",
+            "") "," AUDIT_CHECK("exactness", "exactness", "broken",
+                                "partition 1: Redis ded 50 vs "
+                                "MySQL SUM(qty) 9 + pending 40") "," AUDIT_CHECK("details_once",
+                                                                                 "each detail once",
+                                                                                 "broken",
+                                                                                 "partition 1: "
+                                                                                 "rows 9") "]}",
+        1, "  exactness                 BROKEN  partition 1: Redis ded 50",
+        "stockctl: invariant broken for m: exactness, each detail once (partition 1: "
+        "Redis ded 50 vs MySQL SUM(qty) 9 + pending 40)\n");
+    /* The scheduler says exact, the sums say otherwise: the sums win. */
+    audit_case(AUDIT_MYSQL_HEAD
+               "\"mysql_verified\":true,\"invariants_ok\":true,\"broken\":\"\",\"mysql_deducted\":"
+               "59,\"mysql_detail_rows\":50,\"unsynced_details\":40,\"unsynced_qty\":40,"
+               "\"checks\":[" AUDIT_CHECK("exactness", "exactness", "ok", "fine") "]}",
+               1, "  exactness                 BROKEN  Redis 100 != MySQL 59 + pending 40\n",
+               "invariant broken for m: exactness (Redis 100 != MySQL 59 + pending 40)");
+    /* No sync worker: the MySQL lines are not verified, exit 1 with the reason. */
+    audit_case(AUDIT_MYSQL_HEAD
+               "\"mysql_verified\":false,\"mysql_error\":\"no sync worker answered (ipc:///x: no "
+               "answer in time)\",\"invariants_ok\":false,\"broken\":\"MySQL not verified\","
+               "\"checks\":[" AUDIT_CHECK("conservation", "conservation", "ok", "") "," AUDIT_CHECK(
+                   "exactness", "exactness", "not_verified", "MySQL not verified") "]}",
+               1,
+               "  net deducted in MySQL     not verified\n"
+               "  detail rows in MySQL      not verified\n"
+               "  conservation              ok\n"
+               "  exactness                 NOT VERIFIED  MySQL not verified\n",
+               "stockctl: MySQL not verified for m: no sync worker answered (ipc:///x: no answer "
+               "in time); the MySQL checks did not run");
+    /* Too many pending details: a check not verified with MySQL reachable. */
+    audit_case(AUDIT_MYSQL_HEAD
+               "\"mysql_verified\":true,\"invariants_ok\":false,\"broken\":\"too many\","
+               "\"mysql_deducted\":60,\"mysql_detail_rows\":50,\"unsynced_details\":40,"
+               "\"unsynced_qty\":40,\"checks\":[" AUDIT_CHECK("no_lost_detail", "no lost detail",
+                                                              "not_verified",
+                                                              "too many pending to verify") "]}",
+               1, "NOT VERIFIED  too many pending to verify",
+               "stockctl: not verified for m: no lost detail (too many pending to verify)\n");
+    /* A check entry without its state, and a state nobody knows. */
+    audit_case(AUDIT_MYSQL_HEAD "\"invariants_ok\":true,\"checks\":[{\"name\":\"a\"}]}", 2, "",
+               "malformed audit reply from the scheduler: field 'checks'");
+    audit_case(AUDIT_MYSQL_HEAD
+               "\"invariants_ok\":true,\"checks\":[" AUDIT_CHECK("a", "a", "fine", "") "]}",
+               2, "", "field 'checks'");
+    audit_case(AUDIT_MYSQL_HEAD "\"invariants_ok\":true,\"mysql_verified\":true,\"checks\":[]}", 2,
+               "", "field 'mysql_deducted'");
 }
 
 static void test_stats_load_error(void **state)
@@ -618,6 +797,61 @@ static void test_stats_load_error(void **state)
     assert_int_equal(ctl_json_status(r), 1);
     cap_free(&err);
     cJSON_Delete(r);
+}
+
+static void test_load_restock_print(void **state)
+{
+    (void)state;
+    struct {
+        const char *reply, *out, *err;
+        int status;
+    } cases[] = {
+        {"{\"ok\":true,\"created\":true,\"row_created\":true,\"sku\":\"a\",\"total\":100,"
+         "\"partitions\":4}",
+         "sku a loaded, catalog row created: total 100, 4 partitions\n", "", 0},
+        {"{\"ok\":true,\"created\":true,\"row_created\":false,\"total\":7,\"partitions\":1}",
+         "sku a loaded from its catalog row: total 7, 1 partition\n", "", 0},
+        {"{\"ok\":true,\"created\":false,\"row_created\":false,\"total\":100,\"partitions\":4,"
+         "\"note\":\"the catalog row already existed and was kept: total 100 (asked 200)\"}",
+         "sku a already loaded (nothing changed): total 100, 4 partitions\n",
+         "stockctl: note: the catalog row already existed and was kept: total 100 (asked 200)\n",
+         0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *r = reply_of(cases[i].reply);
+        capture out, err;
+        cap_open(&out);
+        cap_open(&err);
+        assert_int_equal(ctl_print_sku_load(out.f, err.f, "a", r), cases[i].status);
+        assert_string_equal(cap_text(&out), cases[i].out);
+        assert_string_equal(cap_text(&err), cases[i].err);
+        cap_free(&out);
+        cap_free(&err);
+        cJSON_Delete(r);
+    }
+
+    struct {
+        const char *reply, *out;
+        int status;
+    } rcases[] = {
+        {"{\"ok\":true,\"sku\":\"a\",\"restock_id\":\"r1\",\"units\":50,\"applied\":true}",
+         "restock r1: 50 units added\n", 0},
+        {"{\"ok\":true,\"sku\":\"a\",\"restock_id\":\"r1\",\"units\":50,\"applied\":false}",
+         "restock r1 already applied (nothing changed)\n", 0},
+        {"{\"ok\":true,\"restock_id\":\"r1\",\"units\":50}", "", 2},
+        {"{\"ok\":true,\"applied\":true,\"units\":50}", "", 2},
+    };
+    for (size_t i = 0; i < sizeof rcases / sizeof rcases[0]; i++) {
+        cJSON *r = reply_of(rcases[i].reply);
+        capture out, err;
+        cap_open(&out);
+        cap_open(&err);
+        assert_int_equal(ctl_print_sku_restock(out.f, err.f, r), rcases[i].status);
+        assert_string_equal(cap_text(&out), rcases[i].out);
+        cap_free(&out);
+        cap_free(&err);
+        cJSON_Delete(r);
+    }
 }
 
 /* ---- the socket exchange --------------------------------------------------- */
@@ -740,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_args_socket_choice),
         cmocka_unit_test(test_args_help_and_errors),
         cmocka_unit_test(test_args_sku_load),
+        cmocka_unit_test(test_args_sku_restock),
         cmocka_unit_test(test_request_build),
         cmocka_unit_test(test_quote_ints),
         cmocka_unit_test(test_reply_parse_exact),
@@ -748,6 +983,8 @@ int main(void)
         cmocka_unit_test(test_registry_malformed),
         cmocka_unit_test(test_audit_table_ok),
         cmocka_unit_test(test_audit_broken),
+        cmocka_unit_test(test_audit_mysql),
+        cmocka_unit_test(test_load_restock_print),
         cmocka_unit_test(test_stats_load_error),
         cmocka_unit_test(test_sock_errors),
         cmocka_unit_test(test_sock_reply),

@@ -127,10 +127,11 @@ static void patch_le(uint8_t *buf, size_t off, uint64_t v, size_t bytes)
 
 /* ---- fixtures --------------------------------------------------------------- */
 
-#define N_ITEMS   3
-#define N_DETAILS 3
-#define N_SKUS    5
-#define N_PARTOPS 6
+#define N_ITEMS      3
+#define N_DETAILS    3
+#define N_SKUS       5
+#define N_PARTOPS    6
+#define N_SYNC_PARTS 4
 
 static void make_items(sh_wire_item *it, sh_wire_type type)
 {
@@ -311,9 +312,40 @@ static void make_partop_results(sh_wire_partop_result *r)
     r[0].flags = SH_WIRE_RES_F_ALL_;
 }
 
-/* One valid encoded message of each type (kind 0..9 = type 1..10), in a heap block
+static void make_sync_state_req(sh_wire_sync_state_req *req)
+{
+    memset(req, 0, sizeof *req);
+    SET_MAX(req->sku, 15);
+}
+
+/* Partitions 0, 1, 200 and the last, with every field at an edge somewhere. */
+static void make_sync_state_rep(sh_wire_sync_state_rep *rep, sh_wire_sync_part *parts)
+{
+    memset(rep, 0, sizeof *rep);
+    memset(parts, 0, sizeof *parts * N_SYNC_PARTS);
+    rep->status = SH_OK;
+    SET_MAX(rep->message, 16);
+    static const uint16_t idx[N_SYNC_PARTS] = {0, 1, 200, SH_PARTITIONS_PER_SKU_MAX - 1};
+    for (int i = 0; i < N_SYNC_PARTS; i++) {
+        parts[i].partition = idx[i];
+        parts[i].synced_seq = (uint64_t)i * 10;
+        parts[i].deducted = i * 7;
+        parts[i].detail_rows = i * 10;
+        parts[i].rows_counted = i * 10;
+        parts[i].qty_counted = -i;
+        parts[i].max_seq = (uint64_t)i * 10 + 1;
+    }
+    parts[3].synced_seq = UINT64_MAX;
+    parts[3].deducted = INT64_MIN;
+    parts[3].detail_rows = INT64_MAX;
+    parts[3].rows_counted = INT64_MAX;
+    parts[3].qty_counted = INT64_MAX;
+    parts[3].max_seq = UINT64_MAX;
+}
+
+/* One valid encoded message of each type (kind 0..11 = type 1..12), in a heap block
  * of exactly its length. */
-#define N_KINDS 10
+#define N_KINDS 12
 
 static uint8_t *make_msg(int kind, size_t *len)
 {
@@ -375,6 +407,19 @@ static uint8_t *make_msg(int kind, size_t *len)
         rc = sh_wire_partop_rep_encode(buf, 65536, len, req_id, r, N_PARTOPS);
         break;
     }
+    case SH_WIRE_SYNC_STATE_REQ: {
+        sh_wire_sync_state_req req;
+        make_sync_state_req(&req);
+        rc = sh_wire_sync_state_req_encode(buf, 65536, len, req_id, &req);
+        break;
+    }
+    case SH_WIRE_SYNC_STATE_REP: {
+        sh_wire_sync_state_rep rep;
+        sh_wire_sync_part parts[N_SYNC_PARTS];
+        make_sync_state_rep(&rep, parts);
+        rc = sh_wire_sync_state_rep_encode(buf, 65536, len, req_id, &rep, parts, N_SYNC_PARTS);
+        break;
+    }
     }
     assert_int_equal(rc, SH_OK);
     uint8_t *exact = dup_exact(buf, *len);
@@ -382,11 +427,11 @@ static uint8_t *make_msg(int kind, size_t *len)
     return exact;
 }
 
-/* Runs decoder `which` (0..7, one per message family) with output arrays of exactly
+/* Runs decoder `which` (0..9, one per message family) with output arrays of exactly
  * cap records (NULL when cap is 0, so any write would fault). When it succeeds, checks every
  * decoded string is NUL-terminated and within its bounds and the count within cap. Returns the
  * decoder's code. */
-#define N_DECODERS 8
+#define N_DECODERS 10
 
 static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
 {
@@ -490,12 +535,40 @@ static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
         free(r);
         break;
     }
+    case 8: {
+        sh_wire_sync_state_req *req = malloc(sizeof *req);
+        assert_non_null(req);
+        rc = sh_wire_sync_state_req_decode(buf, len, &hdr, req);
+        if (rc == SH_OK) {
+            ASSERT_SANE(req, sku);
+            assert_true(req->sku_len >= 1);
+        }
+        free(req);
+        break;
+    }
+    case 9: {
+        sh_wire_sync_state_rep rep;
+        sh_wire_sync_part *p = (cap > 0 ? malloc(sizeof *p * cap) : NULL);
+        assert_true(p != NULL || cap == 0);
+        rc = sh_wire_sync_state_rep_decode(buf, len, &hdr, &rep, p, cap);
+        if (rc == SH_OK) {
+            ASSERT_SANE(&rep, message);
+            assert_true(rep.status == SH_OK || hdr.count == 0);
+        }
+        for (size_t i = 0; rc == SH_OK && i < hdr.count; i++) {
+            assert_true(p[i].partition < SH_PARTITIONS_PER_SKU_MAX);
+            assert_true(i == 0 || p[i].partition > p[i - 1].partition);
+            assert_true(p[i].detail_rows >= 0 && p[i].rows_counted >= 0);
+        }
+        free(p);
+        break;
+    }
     default:
         fail();
     }
     if (rc == SH_OK) {
-        /* the single-record decoders (ack, catalog request) take no cap */
-        assert_true(hdr.count <= (which == 3 || which == 4 ? 1 : cap));
+        /* the single-record decoders (ack, catalog request, sync state request) take no cap */
+        assert_true(hdr.count <= (which == 3 || which == 4 || which == 8 ? 1 : cap));
         assert_int_equal(hdr.body_len, len - SH_WIRE_HEADER_BYTES);
     }
     assert_true((unsigned)rc < SH_ERR_COUNT_);
@@ -505,7 +578,7 @@ static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
 /* The decoder family of each message kind. */
 static int decoder_of_kind(int kind)
 {
-    static const int map[N_KINDS] = {0, 1, 0, 1, 2, 3, 4, 5, 6, 7};
+    static const int map[N_KINDS] = {0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     return map[kind];
 }
 
@@ -832,6 +905,179 @@ static void test_roundtrip_partop_rep(void **state)
     free(out);
 }
 
+static void test_roundtrip_sync_state_req(void **state)
+{
+    (void)state;
+    sh_wire_sync_state_req in, out;
+    make_sync_state_req(&in);
+    uint8_t buf[256];
+    size_t len = 0;
+    assert_int_equal(sh_wire_sync_state_req_encode(buf, sizeof buf, &len, 12, &in), SH_OK);
+    assert_int_equal(len, sh_wire_sync_state_req_size(&in));
+    uint8_t *msg = dup_exact(buf, len);
+    sh_wire_header hdr;
+    assert_int_equal(sh_wire_sync_state_req_decode(msg, len, &hdr, &out), SH_OK);
+    assert_int_equal(hdr.type, SH_WIRE_SYNC_STATE_REQ);
+    assert_int_equal(hdr.count, 1);
+    assert_int_equal(hdr.req_id, 12);
+    ASSERT_STR_EQ(&out, &in, sku);
+    free(msg);
+    assert_string_equal(sh_wire_type_name(SH_WIRE_SYNC_STATE_REQ), "SYNC_STATE_REQ");
+    assert_string_equal(sh_wire_type_name(SH_WIRE_SYNC_STATE_REP), "SYNC_STATE_REP");
+}
+
+static void test_roundtrip_sync_state_rep(void **state)
+{
+    (void)state;
+    sh_wire_sync_state_rep in, out;
+    sh_wire_sync_part parts[N_SYNC_PARTS], *got = calloc(N_SYNC_PARTS, sizeof *got);
+    assert_non_null(got);
+    make_sync_state_rep(&in, parts);
+    uint8_t buf[1024];
+    size_t len = 0;
+    assert_int_equal(
+        sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 13, &in, parts, N_SYNC_PARTS), SH_OK);
+    assert_int_equal(len, sh_wire_sync_state_rep_size(&in, parts, N_SYNC_PARTS));
+    uint8_t *msg = dup_exact(buf, len);
+    sh_wire_header hdr;
+    assert_int_equal(sh_wire_sync_state_rep_decode(msg, len, &hdr, &out, got, N_SYNC_PARTS), SH_OK);
+    assert_int_equal(hdr.type, SH_WIRE_SYNC_STATE_REP);
+    assert_int_equal(hdr.count, N_SYNC_PARTS);
+    assert_int_equal(hdr.req_id, 13);
+    assert_int_equal(out.status, SH_OK);
+    ASSERT_STR_EQ(&out, &in, message);
+    for (size_t i = 0; i < N_SYNC_PARTS; i++) {
+        assert_int_equal(got[i].partition, parts[i].partition);
+        assert_true(got[i].synced_seq == parts[i].synced_seq);
+        assert_true(got[i].deducted == parts[i].deducted);
+        assert_true(got[i].detail_rows == parts[i].detail_rows);
+        assert_true(got[i].rows_counted == parts[i].rows_counted);
+        assert_true(got[i].qty_counted == parts[i].qty_counted);
+        assert_true(got[i].max_seq == parts[i].max_seq);
+    }
+    assert_true(got[3].deducted == INT64_MIN && got[3].max_seq == UINT64_MAX);
+    free(msg);
+
+    /* No partition known yet: an empty answer. A refusal carries no record. */
+    for (int refusal = 0; refusal < 2; refusal++) {
+        in.status = refusal ? SH_EMYSQL : SH_OK;
+        SET_STR(in.message, refusal ? "mysql 2013: Lost connection" : "");
+        assert_int_equal(sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 14, &in, NULL, 0),
+                         SH_OK);
+        msg = dup_exact(buf, len);
+        assert_int_equal(sh_wire_sync_state_rep_decode(msg, len, &hdr, &out, NULL, 0), SH_OK);
+        assert_int_equal(hdr.count, 0);
+        assert_int_equal(out.status, in.status);
+        assert_string_equal(out.message, in.message);
+        free(msg);
+    }
+    free(got);
+}
+
+/* SYNC_STATE messages refuse, on both sides, what would let the audit count a
+ * partition twice or trust a row with a broken count. */
+static void test_sync_state_bounds(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    size_t len = 0;
+    sh_wire_sync_state_req req;
+    make_sync_state_req(&req);
+    req.sku_len = 0;
+    req.sku[0] = '\0';
+    assert_int_equal(sh_wire_sync_state_req_encode(buf, sizeof buf, &len, 1, &req), SH_EINVAL);
+
+    sh_wire_sync_state_rep rep;
+    sh_wire_sync_part parts[N_SYNC_PARTS];
+    struct {
+        int field;
+        const char *what;
+    } cases[] = {{0, "partition past the last"}, {1, "partition repeated"},
+                 {2, "partitions out of order"}, {3, "negative detail_rows"},
+                 {4, "negative rows_counted"},   {5, "records with an error status"},
+                 {6, "status past the last"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        make_sync_state_rep(&rep, parts);
+        switch (cases[c].field) {
+        case 0:
+            parts[3].partition = SH_PARTITIONS_PER_SKU_MAX;
+            break;
+        case 1:
+            parts[2].partition = parts[1].partition;
+            break;
+        case 2:
+            parts[1].partition = 201;
+            break;
+        case 3:
+            parts[1].detail_rows = -1;
+            break;
+        case 4:
+            parts[2].rows_counted = -1;
+            break;
+        case 5:
+            rep.status = SH_EMYSQL;
+            break;
+        case 6:
+            rep.status = SH_ERR_COUNT_;
+            break;
+        }
+        if (sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 1, &rep, parts, N_SYNC_PARTS) !=
+            SH_EINVAL) {
+            fail_msg("encoder accepted %s", cases[c].what);
+        }
+    }
+
+    /* The decoder refuses the same facts, patched into a valid message. Layout:
+     * header, status u8, message (u8 length + bytes), then 50-byte records whose
+     * first field is the u16 partition and whose fourth is detail_rows. */
+    make_sync_state_rep(&rep, parts);
+    assert_int_equal(
+        sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 1, &rep, parts, N_SYNC_PARTS), SH_OK);
+    size_t rec0 = SH_WIRE_HEADER_BYTES + 1 + 1 + rep.message_len;
+    size_t rec_bytes = 2 + 6 * 8;
+    assert_int_equal(len, rec0 + N_SYNC_PARTS * rec_bytes);
+    struct {
+        size_t off;
+        uint64_t v;
+        size_t bytes;
+    } patches[] = {
+        {rec0 + 3 * rec_bytes, SH_PARTITIONS_PER_SKU_MAX, 2},  /* past the last */
+        {rec0 + 2 * rec_bytes, 1, 2},                          /* repeated */
+        {rec0 + 1 * rec_bytes, 0, 2},                          /* repeated, first two */
+        {rec0 + 1 * rec_bytes + 2 + 8 + 8, UINT64_MAX, 8},     /* detail_rows -1 */
+        {rec0 + 2 * rec_bytes + 2 + 8 + 8 + 8, UINT64_MAX, 8}, /* rows_counted -1 */
+        {SH_WIRE_HEADER_BYTES, SH_EMYSQL, 1},                  /* records with an error */
+        {SH_WIRE_HEADER_BYTES, SH_ERR_COUNT_, 1},              /* status past the last */
+    };
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        uint8_t *p = dup_exact(buf, len);
+        patch_le(p, patches[i].off, patches[i].v, patches[i].bytes);
+        if (decode_any(9, p, len, N_SYNC_PARTS) != SH_EINVAL) {
+            fail_msg("decoder accepted patch %zu", i);
+        }
+        free(p);
+    }
+    /* An unpatched copy still decodes: the offsets above hit the intended fields. */
+    uint8_t *p = dup_exact(buf, len);
+    assert_int_equal(decode_any(9, p, len, N_SYNC_PARTS), SH_OK);
+    free(p);
+
+    /* A request with an empty sku, and one whose sku holds a NUL. */
+    raw_msg m;
+    raw_header(&m, SH_WIRE_VERSION, SH_WIRE_SYNC_STATE_REQ, 1, 1);
+    raw_str(&m, "", 0);
+    raw_seal(&m);
+    p = dup_exact(m.buf, m.len);
+    assert_int_equal(decode_any(8, p, m.len, 1), SH_EINVAL);
+    free(p);
+    raw_header(&m, SH_WIRE_VERSION, SH_WIRE_SYNC_STATE_REQ, 1, 1);
+    raw_str(&m, "a\0", 2);
+    raw_seal(&m);
+    p = dup_exact(m.buf, m.len);
+    assert_int_equal(decode_any(8, p, m.len, 1), SH_EINVAL);
+    free(p);
+}
+
 /* The byte layout is the contract with other builds: pin it down. */
 static void test_golden_bytes(void **state)
 {
@@ -862,6 +1108,43 @@ static void test_golden_bytes(void **state)
                      SH_OK);
     assert_int_equal(len, sizeof want);
     assert_memory_equal(buf, want, sizeof want);
+
+    sh_wire_sync_state_req sreq;
+    memset(&sreq, 0, sizeof sreq);
+    SET_STR(sreq.sku, "AB");
+    static const uint8_t want_req[] = {
+        0x01, 0x0B, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, /* v, type 11, count 1, len 3 */
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
+        0x02, 'A',  'B'};
+    assert_int_equal(sh_wire_sync_state_req_encode(buf, sizeof buf, &len, 2, &sreq), SH_OK);
+    assert_int_equal(len, sizeof want_req);
+    assert_memory_equal(buf, want_req, sizeof want_req);
+
+    sh_wire_sync_state_rep srep;
+    memset(&srep, 0, sizeof srep);
+    SET_STR(srep.message, "m");
+    sh_wire_sync_part sp = {.partition = 0x00FE,
+                            .synced_seq = 3,
+                            .deducted = -1,
+                            .detail_rows = 3,
+                            .rows_counted = 3,
+                            .qty_counted = 2,
+                            .max_seq = 3};
+    static const uint8_t want_rep[] = {
+        0x01, 0x0C, 0x01, 0x00, 0x35, 0x00, 0x00, 0x00, /* v, type 12, count 1, len 53 */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
+        0x00, 0x01, 'm',                                /* status, message */
+        0xFE, 0x00,                                     /* partition */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* synced_seq */
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, /* deducted */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* detail_rows */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* rows_counted */
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* qty_counted */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    uint8_t big[128];
+    assert_int_equal(sh_wire_sync_state_rep_encode(big, sizeof big, &len, 3, &srep, &sp, 1), SH_OK);
+    assert_int_equal(len, sizeof want_rep);
+    assert_memory_equal(big, want_rep, sizeof want_rep);
 }
 
 /* Full messages at every count limit encode, fit one NNG message and decode. */
@@ -907,6 +1190,25 @@ static void test_full_messages(void **state)
     assert_int_equal(hdr.count, SH_WIRE_DETAILS_MAX);
     assert_int_equal(d[SH_WIRE_DETAILS_MAX - 1].seq, SH_WIRE_DETAILS_MAX);
     free(d);
+
+    sh_wire_sync_state_rep srep;
+    sh_wire_sync_part four[N_SYNC_PARTS];
+    make_sync_state_rep(&srep, four);
+    sh_wire_sync_part *sp = calloc(SH_PARTITIONS_PER_SKU_MAX, sizeof *sp);
+    assert_non_null(sp);
+    for (size_t i = 0; i < SH_PARTITIONS_PER_SKU_MAX; i++) {
+        sp[i] = four[3];
+        sp[i].partition = (uint16_t)i;
+    }
+    assert_int_equal(
+        sh_wire_sync_state_rep_encode(buf, cap, &len, 3, &srep, sp, SH_PARTITIONS_PER_SKU_MAX),
+        SH_OK);
+    assert_true(len <= SH_WIRE_MSG_BYTES_MAX);
+    assert_int_equal(
+        sh_wire_sync_state_rep_decode(buf, len, &hdr, &srep, sp, SH_PARTITIONS_PER_SKU_MAX), SH_OK);
+    assert_int_equal(hdr.count, SH_PARTITIONS_PER_SKU_MAX);
+    assert_int_equal(sp[SH_PARTITIONS_PER_SKU_MAX - 1].partition, SH_PARTITIONS_PER_SKU_MAX - 1);
+    free(sp);
     free(buf);
 }
 
@@ -959,7 +1261,7 @@ static void test_wrong_version(void **state)
 static void test_unknown_type(void **state)
 {
     (void)state;
-    static const uint8_t types[] = {0, 11, 255};
+    static const uint8_t types[] = {0, 13, 255};
     size_t len = 0;
     uint8_t *msg = make_msg(0, &len);
     for (size_t t = 0; t < sizeof types; t++) {
@@ -972,7 +1274,7 @@ static void test_unknown_type(void **state)
     }
     free(msg);
     assert_string_equal(sh_wire_type_name(0), "UNKNOWN");
-    assert_string_equal(sh_wire_type_name(11), "UNKNOWN");
+    assert_string_equal(sh_wire_type_name(13), "UNKNOWN");
     assert_string_equal(sh_wire_type_name(-1), "UNKNOWN");
 }
 
@@ -1051,6 +1353,8 @@ static void test_count_past_type_limit(void **state)
         {SH_WIRE_CATALOG_REP, SH_SKUS_MAX},
         {SH_WIRE_PARTOP_REQ, SH_WIRE_PARTOPS_MAX},
         {SH_WIRE_PARTOP_REP, SH_WIRE_PARTOPS_MAX},
+        {SH_WIRE_SYNC_STATE_REQ, 1},
+        {SH_WIRE_SYNC_STATE_REP, SH_PARTITIONS_PER_SKU_MAX},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         raw_msg m;
@@ -1068,8 +1372,9 @@ static void test_count_past_type_limit(void **state)
         assert_int_equal(hdr.count, limits[i].max);
     }
     /* Below a type's minimum: requests carry at least one item, acks exactly one. */
-    static const uint8_t need_one[] = {SH_WIRE_DEDUCT_REQ, SH_WIRE_RELEASE_REQ, SH_WIRE_BATCH_ACK,
-                                       SH_WIRE_CATALOG_REQ, SH_WIRE_PARTOP_REQ};
+    static const uint8_t need_one[] = {SH_WIRE_DEDUCT_REQ, SH_WIRE_RELEASE_REQ,
+                                       SH_WIRE_BATCH_ACK,  SH_WIRE_CATALOG_REQ,
+                                       SH_WIRE_PARTOP_REQ, SH_WIRE_SYNC_STATE_REQ};
     for (size_t i = 0; i < sizeof need_one; i++) {
         raw_msg m;
         sh_wire_header hdr;
@@ -1082,14 +1387,15 @@ static void test_count_past_type_limit(void **state)
 static void test_count_past_cap(void **state)
 {
     (void)state;
-    static const size_t counts[N_KINDS] = {N_ITEMS, N_ITEMS, N_ITEMS, N_ITEMS,   N_DETAILS,
-                                           1,       1,       N_SKUS,  N_PARTOPS, N_PARTOPS};
+    static const size_t counts[N_KINDS] = {N_ITEMS,   N_ITEMS,   N_ITEMS, N_ITEMS,
+                                           N_DETAILS, 1,         1,       N_SKUS,
+                                           N_PARTOPS, N_PARTOPS, 1,       N_SYNC_PARTS};
     for (int kind = 0; kind < N_KINDS; kind++) {
         size_t len = 0;
         uint8_t *msg = make_msg(kind, &len);
         int dec = decoder_of_kind(kind);
         size_t n = counts[kind];
-        if (dec == 3 || dec == 4) { /* single-record messages take no cap */
+        if (dec == 3 || dec == 4 || dec == 8) { /* single-record messages take no cap */
             free(msg);
             continue;
         }
@@ -1467,6 +1773,19 @@ static sh_err encode_kind(int kind, uint8_t *buf, size_t cap, size_t *len, size_
         *want = sh_wire_partop_rep_size(r, N_PARTOPS);
         return sh_wire_partop_rep_encode(buf, cap, len, 1, r, N_PARTOPS);
     }
+    case SH_WIRE_SYNC_STATE_REQ: {
+        sh_wire_sync_state_req req;
+        make_sync_state_req(&req);
+        *want = sh_wire_sync_state_req_size(&req);
+        return sh_wire_sync_state_req_encode(buf, cap, len, 1, &req);
+    }
+    case SH_WIRE_SYNC_STATE_REP: {
+        sh_wire_sync_state_rep rep;
+        sh_wire_sync_part parts[N_SYNC_PARTS];
+        make_sync_state_rep(&rep, parts);
+        *want = sh_wire_sync_state_rep_size(&rep, parts, N_SYNC_PARTS);
+        return sh_wire_sync_state_rep_encode(buf, cap, len, 1, &rep, parts, N_SYNC_PARTS);
+    }
     }
     fail();
     return SH_EINTERNAL;
@@ -1577,6 +1896,16 @@ static void test_encoder_too_many(void **state)
     assert_int_equal(sh_wire_partop_rep_encode(buf, cap, &len, 1, pr, SH_WIRE_PARTOPS_MAX + 1),
                      SH_ELIMIT);
     free(pr);
+
+    sh_wire_sync_state_rep srep;
+    memset(&srep, 0, sizeof srep);
+    sh_wire_sync_part *sp = calloc(SH_PARTITIONS_PER_SKU_MAX + 1, sizeof *sp);
+    assert_non_null(sp);
+    assert_int_equal(sh_wire_sync_state_rep_size(&srep, sp, SH_PARTITIONS_PER_SKU_MAX + 1), 0);
+    assert_int_equal(
+        sh_wire_sync_state_rep_encode(buf, cap, &len, 1, &srep, sp, SH_PARTITIONS_PER_SKU_MAX + 1),
+        SH_ELIMIT);
+    free(sp);
     free(buf);
 }
 
@@ -1687,6 +2016,9 @@ int main(void)
         cmocka_unit_test(test_roundtrip_catalog_rep),
         cmocka_unit_test(test_roundtrip_partop_req),
         cmocka_unit_test(test_roundtrip_partop_rep),
+        cmocka_unit_test(test_roundtrip_sync_state_req),
+        cmocka_unit_test(test_roundtrip_sync_state_rep),
+        cmocka_unit_test(test_sync_state_bounds),
         cmocka_unit_test(test_golden_bytes),
         cmocka_unit_test(test_full_messages),
         cmocka_unit_test(test_truncated_prefixes),
