@@ -382,3 +382,309 @@ with open(sys.argv[3]) as bodies, open(sys.argv[4], "w") as out:
         out.write("%d %s\n" % (status, text.replace("\n", " ")))
 ' "$HTTP_URL" "$1" "$2" "$3" || fail "t_post_many $1 $2 failed"
 }
+
+# ---- MySQL and sync (the sync tests: tests/integration/sync_*.sh) -------------------------
+#
+# MySQL is read with the mariadb client (-N -B: bare tab-separated values) under
+# `timeout`, with a short connect timeout: a test that froze MariaDB (SIGSTOP)
+# must not hang on it. Redis facts per partition are read with one redis-cli -c
+# pipeline per poll (redirect notices filtered out), since a poll loop that
+# forked a redis-cli per field would cost more than the sync lag it measures.
+
+T_MYSQL_CONNECT_TIMEOUT_S=5
+
+# t_mysql ARGS...: the mariadb client on the harness's database (-N -B), bounded;
+# e.g. t_mysql -e 'select 1'. Its exit code is kept.
+t_mysql() {
+    local conn=()
+    if [ -n "${MYSQL_HOST:-}" ]; then
+        conn=(--protocol=tcp -h "$MYSQL_HOST" -P "${MYSQL_PORT:?MYSQL_PORT not set}")
+    else
+        conn=(-S "${MYSQL_SOCKET:?neither MYSQL_HOST nor MYSQL_SOCKET set}")
+    fi
+    timeout "$T_CMD_TIMEOUT_S" mariadb "${conn[@]}" -u "${MYSQL_USER:-root}" \
+        --connect-timeout="$T_MYSQL_CONNECT_TIMEOUT_S" -N -B "${MYSQL_DB:-stock}" "$@"
+}
+
+# t_mysql_q SQL: the result of one query (tab-separated rows); fails the test on error.
+t_mysql_q() {
+    local out
+    out=$(t_mysql -e "$1" 2>&1) || fail "mariadb -e \"$1\" failed: $out"
+    printf '%s\n' "$out"
+}
+
+# t_sql_str S: S as a quoted SQL string (ids here never hold quotes; checked).
+t_sql_str() {
+    case "$1" in *[\'\\]*) fail "t_sql_str: quote or backslash in '$1'" ;; esac
+    printf "'%s'" "$1"
+}
+
+# t_mysql_sku_sums SKU: "SUM(qty) COUNT(*) COUNT(DISTINCT partition_id, seq)" of
+# the SKU's rows in deduction_detail (0 0 0 when none).
+t_mysql_sku_sums() {
+    t_mysql_q "select coalesce(sum(qty),0), count(*), count(distinct partition_id, seq)
+               from deduction_detail where sku_id=$(t_sql_str "$1")" | tr '\t' ' '
+}
+
+# t_mysql_parts SKU: one line per stock_partition row of the SKU:
+# "partition synced_seq deducted detail_rows".
+t_mysql_parts() {
+    t_mysql_q "select partition_id, synced_seq, deducted, detail_rows from stock_partition
+               where sku_id=$(t_sql_str "$1") order by partition_id" | tr '\t' ' '
+}
+
+# t_mysql_detail_parts SKU: one line per partition that has detail rows:
+# "partition count(*) sum(qty) max(seq)".
+t_mysql_detail_parts() {
+    t_mysql_q "select partition_id, count(*), sum(qty), max(seq) from deduction_detail
+               where sku_id=$(t_sql_str "$1") group by partition_id order by partition_id" |
+        tr '\t' ' '
+}
+
+# t_redis_parts SKU: one line per partition, read in one pipeline:
+# "partition seq ded ack stream_len" (a missing field reads 0).
+t_redis_parts() {
+    local sku=$1 parts p salts=() cmds="" out
+    parts=$(t_rcli HGET "{s:$sku}:pool" parts)
+    [[ "$parts" =~ ^[0-9]+$ ]] || fail "Redis has no pool for $sku (parts='$parts')"
+    for ((p = 0; p < parts; p++)); do cmds+=" t.$p"; done
+    # shellcheck disable=SC2086 # the field names are meant to split
+    mapfile -t salts < <(t_rcli HMGET "{s:$sku}:pool" $cmds)
+    [ "${#salts[@]}" -eq "$parts" ] || fail "Redis pool of $sku: $parts parts, ${#salts[@]} salts"
+    cmds=""
+    for ((p = 0; p < parts; p++)); do
+        cmds+="HMGET {s:$sku:$p:${salts[$p]}}:st seq ded ack"$'\n'
+        cmds+="XLEN {s:$sku:$p:${salts[$p]}}:d"$'\n'
+    done
+    out=$(printf '%s' "$cmds" | t_rcli | grep -v '^-> Redirected') ||
+        fail "redis-cli pipeline for $sku failed"
+    "$T_PY" -c '
+import sys
+parts, lines = int(sys.argv[1]), sys.stdin.read().split("\n")
+def num(s):
+    s = s.strip()
+    return int(s) if s.lstrip("-").isdigit() else 0
+if len(lines) < parts * 4:
+    sys.exit("short redis-cli output: %r" % lines)
+for p in range(parts):
+    seq, ded, ack, xlen = (num(x) for x in lines[p * 4:p * 4 + 4])
+    print(p, seq, ded, ack, xlen)
+' "$parts" <<<"$out" || fail "cannot read the partitions of $sku from Redis"
+}
+
+# t_now_ms: wall clock, ms.
+t_now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+# t_sync_state SKU: compares Redis and MySQL for SKU once. Prints one line
+# "synced=0|1 redis_ded=D mysql_sum=S rows=R distinct=U" followed by the
+# partitions that differ ("p<P> redis_seq=.. mysql_synced=.. ..."). Synced
+# means: MySQL's SUM(qty) of the SKU's details == Redis's net deducted, and
+# every partition's synced_seq == its Redis seq (a partition without a row
+# counts as synced_seq 0).
+t_sync_state() {
+    local sku=$1 r m d
+    r=$(t_redis_parts "$sku")
+    m=$(t_mysql_parts "$sku")
+    d=$(t_mysql_sku_sums "$sku")
+    "$T_PY" -c '
+import sys
+red, mys, sums = sys.argv[1], sys.argv[2], sys.argv[3].split()
+rp = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in red.splitlines() if l.strip()}
+mp = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in mys.splitlines() if l.strip()}
+ded = sum(v[1] for v in rp.values())
+bad = []
+for p, (seq, pded, ack, xlen) in sorted(rp.items()):
+    synced, mded, rows = mp.get(p, [0, 0, 0])
+    if synced != seq:
+        bad.append("p%d redis_seq=%d redis_ded=%d ack=%d stream=%d mysql_synced=%d mysql_ded=%d rows=%d"
+                   % (p, seq, pded, ack, xlen, synced, mded, rows))
+ok = not bad and int(sums[0]) == ded
+print("synced=%d redis_ded=%d mysql_sum=%s rows=%s distinct=%s" % (ok, ded, sums[0], sums[1], sums[2]))
+for b in bad:
+    print(b)
+' "$r" "$m" "$d"
+}
+
+T_SYNC_WAIT_MS=""   # set by t_wait_synced: how long it waited
+
+# t_wait_synced SKU TIMEOUT_S [POLL_S]: polls (every POLL_S, default 0.1 s) until
+# t_sync_state says synced; sets T_SYNC_WAIT_MS (from the call to the first
+# synced poll). Fails the test with both sides' numbers after TIMEOUT_S. Polls
+# that cannot reach MySQL (stopped, restarting) count as not synced.
+t_wait_synced() {
+    local sku=$1 timeout_s=$2 poll_s=${3:-0.1} t0 deadline st=""
+    t0=$(t_now_ms)
+    deadline=$((t0 + timeout_s * 1000))
+    while :; do
+        st=$( (t_sync_state "$sku") 2>&1) || st="(poll failed) $st"
+        if [[ "$st" == synced=1* ]]; then
+            T_SYNC_WAIT_MS=$(($(t_now_ms) - t0))
+            say "synced after ${T_SYNC_WAIT_MS} ms: ${st%%$'\n'*}"
+            return 0
+        fi
+        [ "$(t_now_ms)" -lt "$deadline" ] || break
+        sleep "$poll_s"
+    done
+    fail "MySQL did not converge with Redis for $sku within ${timeout_s}s: $st"
+}
+
+# t_wait_acked SKU TIMEOUT_S: polls until every partition's stream is trimmed
+# (XLEN 0) and its `ack` field equals its seq; fails after TIMEOUT_S.
+t_wait_acked() {
+    local sku=$1 timeout_s=$2 deadline r bad
+    deadline=$(($(t_now_ms) + timeout_s * 1000))
+    while :; do
+        r=$(t_redis_parts "$sku")
+        bad=$(awk '$2 != $4 || $5 != 0' <<<"$r")
+        if [ -z "$bad" ]; then
+            say "ok: every stream of $sku trimmed and acked"
+            return 0
+        fi
+        [ "$(t_now_ms)" -lt "$deadline" ] || break
+        sleep 0.1
+    done
+    fail "streams of $sku not trimmed/acked within ${timeout_s}s (partition seq ded ack xlen): $bad"
+}
+
+# t_assert_synced_exact SKU: the exactness checks once sync has drained:
+# no (partition, seq) twice, rows per partition == its Redis seq == synced_seq,
+# SUM(qty) per partition == its Redis ded == stock_partition.deducted, and
+# detail_rows == rows. Prints the SKU's totals.
+t_assert_synced_exact() {
+    local sku=$1 sums r m d bad
+    sums=$(t_mysql_sku_sums "$sku")
+    read -r T_MYSQL_SUM T_MYSQL_ROWS T_MYSQL_DISTINCT <<<"$sums"
+    assert_eq "$sku: detail rows without a duplicate (partition, seq)" "$T_MYSQL_ROWS" \
+        "$T_MYSQL_DISTINCT"
+    r=$(t_redis_parts "$sku")
+    m=$(t_mysql_parts "$sku")
+    d=$(t_mysql_detail_parts "$sku")
+    bad=$("$T_PY" -c '
+import sys
+def table(s):
+    return {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in s.splitlines() if l.strip()}
+rp, mp, dp = table(sys.argv[1]), table(sys.argv[2]), table(sys.argv[3])
+for p, (seq, ded, ack, xlen) in sorted(rp.items()):
+    synced, mded, mrows = mp.get(p, [0, 0, 0])
+    rows, qsum, maxseq = dp.get(p, [0, 0, 0])
+    if not (rows == seq == synced == mrows and maxseq == seq and qsum == ded == mded):
+        print("p%d: redis seq=%d ded=%d | stock_partition synced_seq=%d deducted=%d detail_rows=%d"
+              " | deduction_detail rows=%d sum=%d max_seq=%d" % (p, seq, ded, synced, mded, mrows,
+                                                               rows, qsum, maxseq))
+for p in sorted(set(dp) - set(rp)):
+    print("p%d: detail rows for a partition Redis does not have" % p)
+' "$r" "$m" "$d")
+    [ -z "$bad" ] || fail "$sku: MySQL and Redis differ per partition: $bad"
+    say "ok: $sku: per partition, detail rows == seq == synced_seq and SUM(qty) == ded" \
+        "(rows $T_MYSQL_ROWS, sum $T_MYSQL_SUM)"
+}
+
+# t_registry_pending SKU: the sum of details_pending over the SKU's partitions
+# in `stockctl --json registry` ("" when the registry has no such field).
+t_registry_pending() {
+    local e
+    e=$(t_registry_sku "$1")
+    if ! grep -q '"details_pending"' <<<"$e"; then
+        echo ""
+        return 0
+    fi
+    t_json_sum details_pending <<<"$e"
+}
+
+# ---- exit hooks --------------------------------------------------------------------------
+
+T_EXIT_HOOKS=()
+T_EXIT_RC=0
+
+# t_at_exit CMD: runs the string CMD (eval) when the test exits, before
+# t_cleanup stops the daemons; T_EXIT_RC holds the exit status. Call it after
+# t_start_daemons (which sets the EXIT trap this one replaces).
+t_at_exit() {
+    T_EXIT_HOOKS+=("$1")
+    trap t_run_exit_hooks EXIT
+}
+
+t_run_exit_hooks() {
+    T_EXIT_RC=$?
+    local h
+    trap - EXIT
+    set +e
+    for h in "${T_EXIT_HOOKS[@]}"; do
+        eval "$h"
+    done
+    if [ -n "$T_DIR" ]; then
+        (exit "$T_EXIT_RC")
+        t_cleanup # reads $?, stops the daemons, exits with it
+    fi
+    exit "$T_EXIT_RC"
+}
+
+# t_tail_syncd_logs: on a failed exit, the last lines of the sync workers' logs
+# (t_cleanup shows the scheduler's and the nodes').
+t_tail_syncd_logs() {
+    [ "$T_EXIT_RC" -ne 0 ] && [ -n "$T_DIR" ] || return 0
+    local f
+    for f in "$T_DIR"/syncd-*.log; do
+        [ -f "$f" ] || continue
+        printf '[%s] --- last lines of %s\n' "$T_NAME" "$f" >&2
+        tail -n 12 "$f" >&2
+    done
+}
+
+# t_node_summaries: the nodes' periodic shipping summary lines (ship_batches=...).
+t_node_summaries() { cat "$T_DIR"/node-*.log 2>/dev/null | grep 'ship_batches=' || true; }
+
+# t_wait_log_line FILE... -- PATTERN TIMEOUT_S: polls until a line of the
+# FILEs matches the extended regex PATTERN; prints the matches. Returns 1 on
+# timeout.
+t_wait_log_line() {
+    local files=() pat to deadline out
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+    shift
+    pat=$1
+    to=$2
+    deadline=$(($(t_now_ms) + to * 1000))
+    while :; do
+        out=$(cat "${files[@]}" 2>/dev/null | grep -E "$pat" || true)
+        if [ -n "$out" ]; then
+            printf '%s\n' "$out"
+            return 0
+        fi
+        [ "$(t_now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+
+# t_conf_value PROGRAM INI KEY: the effective value of KEY (section.key) in the
+# shipped conf/INI, as PROGRAM -t -v prints it (the value the daemons run with,
+# since start.sh overrides only paths, ports and ids).
+t_conf_value() {
+    local v
+    v=$(timeout "$T_CMD_TIMEOUT_S" "$T_BIN/$1" -t -v -c "$T_ROOT/conf/$2" 2>/dev/null |
+        sed -n "s/^$3 = //p")
+    [ -n "$v" ] || fail "$1 -t -v -c conf/$2 prints no $3"
+    echo "$v"
+}
+
+# t_audit_mysql_numbers < AUDIT-JSON: "SUM(qty) COUNT(*)" of the SKU's detail rows
+# as `stockctl --json audit` prints them (mysql_deducted, mysql_detail_rows);
+# returns 1 when the audit did not verify MySQL (mysql_verified not true).
+t_audit_mysql_numbers() {
+    "$T_PY" -c '
+import json, sys
+j = json.load(sys.stdin)
+if j.get("mysql_verified") is not True or "mysql_deducted" not in j:
+    sys.exit(1)
+print(j["mysql_deducted"], j["mysql_detail_rows"])
+'
+}
+
+# t_stop_daemons: scripts/stop.sh on this test's dir now, so that each daemon
+# logs its final counters (the EXIT trap's stop then finds nothing to stop).
+t_stop_daemons() {
+    timeout "$T_STOP_TIMEOUT_S" bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" >/dev/null ||
+        fail "scripts/stop.sh --dir $T_DIR failed"
+}
+
+# t_ship_final: the nodes' final shipping counters (after t_stop_daemons).
+t_ship_final() { cat "$T_DIR"/node-*.log 2>/dev/null | grep 'stats final ship_batches=' || true; }
