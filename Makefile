@@ -37,6 +37,7 @@ PN_SRC  := $(wildcard partition-node/*.c)
 SW_SRC  := $(wildcard sync-worker/*.c)
 CTL_SRC := $(wildcard scheduler/stockctl/*.c)
 LG_SRC  := $(wildcard bench/loadgen/*.c)
+CL_SRC  := $(wildcard bench/classic/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
@@ -45,7 +46,7 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 SH_LIB := $(BUILD)/libsh.a
 PROGS  := $(BIN)/stock-scheduler $(BIN)/stock-node $(BIN)/stock-syncd $(BIN)/stockctl \
-          $(BIN)/stock-loadgen
+          $(BIN)/stock-loadgen $(BIN)/stock-classic
 FAULT_BINS := $(BIN)/tests/stock-syncd-fault
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTEG_SRC))
@@ -95,6 +96,12 @@ $(BIN)/stock-loadgen: $(call obj,$(LG_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON) $(LIB_M)
 
+# Bench only: the classic single-key Redis and MySQL-row designs behind the
+# same HTTP front, for bench/compare.sh.
+$(BIN)/stock-classic: $(call obj,$(CL_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON) $(LIB_HIREDIS) $(LIB_MYSQL) -pthread $(LIB_M)
+
 TEST_LIBS := $(LIB_CMOCKA) $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_MYSQL)
 
 $(BIN)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TESTLIB_SRC)) $(SH_LIB)
@@ -126,8 +133,10 @@ lint:
 format:
 	clang-format -i $(LINT_FILES)
 
-demo:
-	@bash scripts/demo.sh
+# One whole flash sale end to end (scripts/demo.sh); SMALL=1 sells 1k/10k/100k units.
+demo: deps
+	$(MAKE) all
+	bash scripts/demo.sh $(if $(SMALL),--small)
 
 bench:
 	@bash bench/compare.sh
