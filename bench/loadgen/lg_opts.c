@@ -58,6 +58,7 @@ void lg_opts_defaults(lg_opts *o, uint64_t wall_ms, long pid)
     o->users = 1000000;
     o->dup_concurrent = 1;
     o->error_backoff_ms = 100;
+    o->drain_timeout_s = LG_DRAIN_TIMEOUT_S_DEFAULT;
     /* splitmix-style scramble of time and pid: distinct runs, distinct seeds */
     uint64_t s = wall_ms * 0x9E3779B97F4A7C15ull ^ (uint64_t)pid * 0xBF58476D1CE4E5B9ull;
     o->seed = s ^ (s >> 31);
@@ -194,6 +195,35 @@ int lg_parse_skus(const char *s, char out[][SH_SKU_ID_CHARS_MAX + 1], size_t max
     return (int)n;
 }
 
+int lg_parse_units_list(const char *s, int64_t *out, size_t max)
+{
+    SH_ASSERT(out != NULL && max > 0);
+    if (s == NULL || *s == '\0') {
+        return -1;
+    }
+    size_t n = 0;
+    const char *p = s;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char buf[24];
+        uint64_t v;
+        if (n >= max || len == 0 || len >= sizeof buf) {
+            return -1;
+        }
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (parse_u64(buf, 0, (uint64_t)SH_SKU_TOTAL_UNITS_MAX, &v) != 0) {
+            return -1;
+        }
+        out[n++] = (int64_t)v;
+        if (p[len] == '\0') {
+            break;
+        }
+        p += len + 1;
+    }
+    return (int)n;
+}
+
 /* Option table: one place that knows each option's name and whether it takes
  * a value, so "--x value" and "--x=value" are handled the same way. */
 typedef enum opt_id {
@@ -216,6 +246,11 @@ typedef enum opt_id {
     OPT_TIMEOUT,
     OPT_REQUEST_TIMEOUT,
     OPT_ERROR_BACKOFF,
+    OPT_VERIFY,
+    OPT_VERIFY_ONLY,
+    OPT_ADMIN_SOCKET,
+    OPT_DRAIN_TIMEOUT,
+    OPT_EXPECT_UNITS,
     OPT_HELP,
 } opt_id;
 
@@ -243,6 +278,11 @@ static const struct {
     {"--timeout", OPT_TIMEOUT, 1},
     {"--request-timeout", OPT_REQUEST_TIMEOUT, 1},
     {"--error-backoff-ms", OPT_ERROR_BACKOFF, 1},
+    {"--verify", OPT_VERIFY, 0},
+    {"--verify-only", OPT_VERIFY_ONLY, 0},
+    {"--admin-socket", OPT_ADMIN_SOCKET, 1},
+    {"--drain-timeout", OPT_DRAIN_TIMEOUT, 1},
+    {"--expect-units", OPT_EXPECT_UNITS, 1},
     {"--help", OPT_HELP, 0},
     {"-h", OPT_HELP, 0},
 };
@@ -395,6 +435,37 @@ static int apply(lg_opts *o, opt_id id, const char *name, const char *v, char *e
     case OPT_QUIET:
         o->quiet = 1;
         return 0;
+    case OPT_VERIFY:
+        o->verify = 1;
+        return 0;
+    case OPT_VERIFY_ONLY:
+        o->verify = 1;
+        o->verify_only = 1;
+        return 0;
+    case OPT_ADMIN_SOCKET:
+        if (copy_path(o->admin_socket, sizeof o->admin_socket, v) != 0) {
+            set_err(err, errlen, "%s: want a Unix socket path of 1..%d chars, got '%s'", name,
+                    LG_ADMIN_PATH_CHARS_MAX, v);
+            return -1;
+        }
+        return 0;
+    case OPT_DRAIN_TIMEOUT:
+        if (parse_double(v, 0.0, LG_DRAIN_TIMEOUT_S_MAX, &d) != 0) {
+            set_err(err, errlen, "%s: want seconds in 0..%.0f, got '%s'", name,
+                    LG_DRAIN_TIMEOUT_S_MAX, v);
+            return -1;
+        }
+        o->drain_timeout_s = d;
+        return 0;
+    case OPT_EXPECT_UNITS:
+        n = lg_parse_units_list(v, o->expect_units, LG_SKUS_MAX);
+        if (n <= 0) {
+            set_err(err, errlen, "%s: want 1..%d comma-separated unit counts in 0..%lld, got '%s'",
+                    name, LG_SKUS_MAX, (long long)SH_SKU_TOTAL_UNITS_MAX, v);
+            return -1;
+        }
+        o->nexpect = (size_t)n;
+        return 0;
     case OPT_HELP:
         return 0;
     }
@@ -402,10 +473,42 @@ static int apply(lg_opts *o, opt_id id, const char *name, const char *v, char *e
     return -1;
 }
 
+/* The verification options go together: --verify and --verify-only need the
+ * admin socket; --expect-units belongs to --verify-only, which sends no load. */
+static int check_verify(const lg_opts *o, int drain_given, char *err, size_t errlen)
+{
+    if (o->verify && o->admin_socket[0] == '\0') {
+        set_err(err, errlen, "%s needs --admin-socket PATH (the scheduler's admin socket)",
+                o->verify_only ? "--verify-only" : "--verify");
+        return -1;
+    }
+    if (!o->verify && o->admin_socket[0] != '\0') {
+        set_err(err, errlen, "--admin-socket goes with --verify or --verify-only");
+        return -1;
+    }
+    if (!o->verify && drain_given) {
+        set_err(err, errlen, "--drain-timeout goes with --verify or --verify-only");
+        return -1;
+    }
+    if (!o->verify_only && o->nexpect > 0) {
+        set_err(err, errlen, "--expect-units goes with --verify-only (a run counts its own units)");
+        return -1;
+    }
+    if (o->verify_only && o->nexpect == 0) {
+        set_err(err, errlen, "--verify-only needs --expect-units N[,N...] (one per SKU)");
+        return -1;
+    }
+    if (o->verify_only && (o->requests > 0 || o->duration_s > 0)) {
+        set_err(err, errlen, "--verify-only sends no load: drop --requests and --duration");
+        return -1;
+    }
+    return 0;
+}
+
 lg_parse_rc lg_opts_parse(lg_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
     SH_ASSERT(o != NULL && argc >= 0);
-    int timeout_given = 0;
+    int timeout_given = 0, drain_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *eq = strchr(arg, '=');
@@ -443,19 +546,42 @@ lg_parse_rc lg_opts_parse(lg_opts *o, int argc, char **argv, char *err, size_t e
         }
         if (opt_table[k].id == OPT_TIMEOUT) {
             timeout_given = 1;
+        } else if (opt_table[k].id == OPT_DRAIN_TIMEOUT) {
+            drain_given = 1;
         }
     }
     /* cross-option checks */
+    if (check_verify(o, drain_given, err, errlen) != 0) {
+        return LG_PARSE_ERROR;
+    }
+    if (o->nskus == 0) {
+        set_err(err, errlen, "--skus is required");
+        return LG_PARSE_ERROR;
+    }
+    /* --verify compares per SKU: a SKU listed twice would split its units */
+    for (size_t i = 0; o->verify && i < o->nskus; i++) {
+        for (size_t j = i + 1; j < o->nskus; j++) {
+            if (strcmp(o->skus[i], o->skus[j]) == 0) {
+                set_err(err, errlen, "--verify needs distinct SKUs in --skus ('%s' twice)",
+                        o->skus[i]);
+                return LG_PARSE_ERROR;
+            }
+        }
+    }
+    if (o->verify_only) {
+        if (o->nexpect != o->nskus) {
+            set_err(err, errlen, "--expect-units has %zu value(s) for %zu SKU(s) in --skus",
+                    o->nexpect, o->nskus);
+            return LG_PARSE_ERROR;
+        }
+        return LG_PARSE_OK; /* nothing of the load is used */
+    }
     if (o->url[0] == '\0') {
         set_err(err, errlen, "--url is required");
         return LG_PARSE_ERROR;
     }
     if (o->requests == 0 && o->duration_s == 0) {
         set_err(err, errlen, "one of --requests or --duration is required");
-        return LG_PARSE_ERROR;
-    }
-    if (o->nskus == 0) {
-        set_err(err, errlen, "--skus is required");
         return LG_PARSE_ERROR;
     }
     if (o->dup_concurrent > o->connections) {
@@ -477,6 +603,8 @@ void lg_opts_usage(FILE *f)
     fprintf(
         f,
         "usage: stock-loadgen --url URL --skus A[,B...] (--requests N | --duration S) [options]\n"
+        "       stock-loadgen --verify-only --admin-socket PATH --skus A[,B...]\n"
+        "                     --expect-units N[,N...] [--drain-timeout S] [--json FILE]\n"
         "\n"
         "Sends POST /v1/deduct over keep-alive HTTP/1.1 connections and reports throughput,\n"
         "latency percentiles and the count of every kind of answer.\n"
@@ -505,6 +633,23 @@ void lg_opts_usage(FILE *f)
         "                         order sku qty http_status result partition seq duplicate\n"
         "  --quiet                no progress lines on stderr\n"
         "\n"
-        "Exit: 0 run completed, 1 transport errors above 1%%, 2 usage error.\n",
-        LG_CONNECTIONS_MAX);
+        "Verification (the scheduler's admin socket: registry and audit):\n"
+        "  --verify               after the run, for each SKU: wait until shipping has drained\n"
+        "                         (no detail waits in Redis for MySQL), run the audit, and check\n"
+        "                         that its invariants hold and that the net units this run saw\n"
+        "                         answered ok (new oks minus units released) equal Redis's and\n"
+        "                         MySQL's net deducted. Exact only when this run was the SKU's\n"
+        "                         only client since it was loaded: anyone else's deductions\n"
+        "                         count against it. Answers of unknown outcome (transport\n"
+        "                         errors, 503, unfinished) widen the expected range by their\n"
+        "                         units; the report says whether the comparison was exact\n"
+        "  --verify-only          send no load: verify the SKUs of --skus against --expect-units\n"
+        "  --expect-units N,...   --verify-only: expected net units, one per SKU of --skus\n"
+        "  --admin-socket PATH    the scheduler's admin socket (required by both)\n"
+        "  --drain-timeout SEC    bound on the wait for shipping to drain, all SKUs together\n"
+        "                         (default %.0f)\n"
+        "\n"
+        "Exit: 0 run completed (and verified), 1 transport errors above 1%%, 2 usage error or\n"
+        "the run could not start, 3 a verification check failed (the report names it).\n",
+        LG_CONNECTIONS_MAX, LG_DRAIN_TIMEOUT_S_DEFAULT);
 }

@@ -26,6 +26,11 @@
 #define LG_TIMEOUT_S_DEFAULT     300.0            /* without --duration */
 #define LG_TIMEOUT_S_SLACK       30.0             /* with --duration: duration + this */
 
+/* --verify, --verify-only */
+#define LG_ADMIN_PATH_CHARS_MAX    107  /* sun_path is 108 bytes with its NUL */
+#define LG_DRAIN_TIMEOUT_S_DEFAULT 30.0 /* wait this long for MySQL to hold every detail */
+#define LG_DRAIN_TIMEOUT_S_MAX     3600.0
+
 _Static_assert(LG_PREFIX_CHARS_MAX + 1 + 13 <= SH_ORDER_ID_CHARS_MAX,
                "PREFIX-<n> with n < 1e13 fits an order id");
 
@@ -63,7 +68,13 @@ typedef struct lg_opts {
     char json_path[LG_PATH_CHARS_MAX];
     char orders_out[LG_PATH_CHARS_MAX];
     int quiet;
-    /* --verify (later issue) will add its fields here. */
+    /* verification: after the run (--verify) or instead of it (--verify-only) */
+    int verify;      /* drain, audit and compare; set by --verify-only too */
+    int verify_only; /* no load: the SKUs of --skus against --expect-units */
+    char admin_socket[LG_ADMIN_PATH_CHARS_MAX + 1];
+    double drain_timeout_s;
+    int64_t expect_units[LG_SKUS_MAX]; /* --verify-only: net units per SKU, in --skus order */
+    size_t nexpect;
 } lg_opts;
 
 /* Fills o with the defaults. seed and the order prefix derive from wall_ms and
@@ -83,6 +94,10 @@ int lg_parse_qty(const char *s, uint32_t *lo, uint32_t *hi);
 
 /* "A,B,C": each a valid SKU id, at most LG_SKUS_MAX. Returns the count or -1. */
 int lg_parse_skus(const char *s, char out[][SH_SKU_ID_CHARS_MAX + 1], size_t max);
+
+/* "N[,N...]": each an integer in 0..SH_SKU_TOTAL_UNITS_MAX, at most max of
+ * them. Returns the count or -1. */
+int lg_parse_units_list(const char *s, int64_t *out, size_t max);
 
 void lg_opts_usage(FILE *f);
 

@@ -142,36 +142,79 @@ lg_rel_answer lg_classify_release(int status, const char *body, size_t len, lg_r
     return a;
 }
 
-void lg_stats_init(lg_stats *s)
+int lg_answer_outcome_unknown(lg_answer a)
+{
+    SH_ASSERT((unsigned)a < LG_ANS_COUNT_);
+    return a == LG_ANS_TRANSPORT || a == LG_ANS_UNAVAILABLE || a == LG_ANS_OTHER_HTTP;
+}
+
+void lg_stats_init(lg_stats *s, size_t nskus)
 {
     SH_ASSERT(s != NULL);
+    SH_ASSERT(nskus >= 1 && nskus <= LG_SKUS_MAX);
     memset(s, 0, sizeof *s);
     sh_hist_init(&s->lat_us);
     sh_hist_init(&s->rel_lat_us);
+    s->nskus = nskus;
 }
 
-void lg_stats_add_deduct(lg_stats *s, const lg_reply *r, uint32_t qty, uint64_t lat_us)
+static uint32_t min_qty(uint32_t cur, uint32_t qty)
+{
+    return cur == 0 || qty < cur ? qty : cur;
+}
+
+void lg_stats_add_deduct(lg_stats *s, const lg_reply *r, uint32_t sku_idx, uint32_t qty,
+                         uint64_t lat_us)
 {
     SH_ASSERT(s != NULL && r != NULL);
     SH_ASSERT(r->answer >= 0 && r->answer < LG_ANS_COUNT_);
+    SH_ASSERT(sku_idx < s->nskus);
+    lg_sku_stats *k = &s->sku[sku_idx];
     s->answers[r->answer]++;
     if (r->answer == LG_ANS_OK) {
         s->units_ok += qty;
+        k->ok++;
+        k->units_ok += qty;
+        k->late_sold_out = 0; /* refusals before this ok are explained by it */
+        k->late_sold_out_min_qty = 0;
+    } else if (r->answer == LG_ANS_SOLD_OUT) {
+        k->sold_out++;
+        k->sold_out_min_qty = min_qty(k->sold_out_min_qty, qty);
+        k->late_sold_out++;
+        k->late_sold_out_min_qty = min_qty(k->late_sold_out_min_qty, qty);
     } else if (r->answer == LG_ANS_OTHER_HTTP && r->status > 0 && r->status < LG_HTTP_STATUS_MAX) {
         s->other_status[r->status]++;
+    }
+    if (lg_answer_outcome_unknown((lg_answer)r->answer)) {
+        k->units_unknown += qty;
     }
     sh_hist_record(&s->lat_us, lat_us);
 }
 
-void lg_stats_add_release(lg_stats *s, const lg_reply *r, uint32_t qty, uint64_t lat_us)
+void lg_stats_add_release(lg_stats *s, const lg_reply *r, uint32_t sku_idx, uint32_t qty,
+                          uint64_t lat_us)
 {
     SH_ASSERT(s != NULL && r != NULL);
     SH_ASSERT(r->answer >= 0 && r->answer < LG_REL_COUNT_);
+    SH_ASSERT(sku_idx < s->nskus);
     s->rel_answers[r->answer]++;
     if (r->answer == LG_REL_OK) {
         s->units_released += qty;
+        s->sku[sku_idx].units_released += qty;
+    } else if (r->answer == LG_REL_OTHER || r->answer == LG_REL_TRANSPORT) {
+        s->sku[sku_idx].units_rel_unknown += qty;
     }
     sh_hist_record(&s->rel_lat_us, lat_us);
+}
+
+void lg_stats_add_unfinished(lg_stats *s, int release, uint32_t sku_idx, uint32_t qty)
+{
+    SH_ASSERT(s != NULL && sku_idx < s->nskus);
+    if (release) {
+        s->sku[sku_idx].units_rel_unknown += qty;
+    } else {
+        s->sku[sku_idx].units_unknown += qty;
+    }
 }
 
 uint64_t lg_stats_errors(const lg_stats *s)
@@ -214,9 +257,10 @@ static double throughput(const lg_stats *s)
     return s->elapsed_us > 0 ? (double)answered(s) * 1e6 / (double)s->elapsed_us : 0.0;
 }
 
-void lg_stats_print(FILE *f, const lg_stats *s)
+void lg_stats_print(FILE *f, const lg_stats *s, const lg_opts *o)
 {
-    SH_ASSERT(f != NULL && s != NULL);
+    SH_ASSERT(f != NULL && s != NULL && o != NULL);
+    SH_ASSERT(s->nskus <= o->nskus);
     sh_hist_summary h, rh;
     sh_hist_summarize(&s->lat_us, &h);
     sh_hist_summarize(&s->rel_lat_us, &rh);
@@ -255,6 +299,14 @@ void lg_stats_print(FILE *f, const lg_stats *s)
     }
     fprintf(f, "units_ok       %" PRIu64 "\n", s->units_ok);
     fprintf(f, "units_released %" PRIu64 "\n", s->units_released);
+    for (size_t i = 0; i < s->nskus; i++) {
+        const lg_sku_stats *k = &s->sku[i];
+        fprintf(f,
+                "sku %-10s ok %" PRIu64 ", units_ok %" PRIu64 ", released %" PRIu64
+                ", sold_out %" PRIu64 " (smallest qty %u), unknown units %" PRIu64 "\n",
+                o->skus[i], k->ok, k->units_ok, k->units_released, k->sold_out, k->sold_out_min_qty,
+                k->units_unknown + k->units_rel_unknown);
+    }
 }
 
 static void json_latency(FILE *f, const char *name, const sh_hist *hist)
@@ -267,9 +319,29 @@ static void json_latency(FILE *f, const char *name, const sh_hist *hist)
             name, h.count, ms(h.p50), ms(h.p90), ms(h.p99), ms(h.p999), ms(h.max), h.mean / 1000.0);
 }
 
-int lg_stats_write_json(FILE *f, const lg_stats *s)
+static void json_per_sku(FILE *f, const lg_stats *s, const lg_opts *o)
 {
-    SH_ASSERT(f != NULL && s != NULL);
+    fprintf(f, ",\"per_sku\":[");
+    for (size_t i = 0; i < s->nskus; i++) {
+        const lg_sku_stats *k = &s->sku[i];
+        /* SKU ids are validated ([A-Za-z0-9_.-]): nothing to escape */
+        fprintf(f,
+                "%s{\"sku\":\"%s\",\"ok\":%" PRIu64 ",\"sold_out\":%" PRIu64
+                ",\"units_ok\":%" PRIu64 ",\"units_released\":%" PRIu64
+                ",\"units_unknown\":%" PRIu64 ",\"units_release_unknown\":%" PRIu64
+                ",\"sold_out_min_qty\":%u,\"sold_out_after_last_ok\":%" PRIu64
+                ",\"sold_out_after_last_ok_min_qty\":%u}",
+                i ? "," : "", o->skus[i], k->ok, k->sold_out, k->units_ok, k->units_released,
+                k->units_unknown, k->units_rel_unknown, k->sold_out_min_qty, k->late_sold_out,
+                k->late_sold_out_min_qty);
+    }
+    fprintf(f, "]");
+}
+
+int lg_stats_write_json(FILE *f, const lg_stats *s, const lg_opts *o, const char *extra)
+{
+    SH_ASSERT(f != NULL && s != NULL && o != NULL);
+    SH_ASSERT(s->nskus <= o->nskus);
     /* Printed by hand rather than with cJSON: counts are printed as exact
      * integers (cJSON prints doubles, lossy past 2^53). */
     fprintf(f,
@@ -297,8 +369,10 @@ int lg_stats_write_json(FILE *f, const lg_stats *s)
     }
     fprintf(f, ",\"skipped\":%" PRIu64 "},", s->rel_skipped);
     json_latency(f, "release_latency_ms", &s->rel_lat_us);
-    fprintf(f, ",\"units_ok\":%" PRIu64 ",\"units_released\":%" PRIu64 "}\n", s->units_ok,
+    fprintf(f, ",\"units_ok\":%" PRIu64 ",\"units_released\":%" PRIu64, s->units_ok,
             s->units_released);
+    json_per_sku(f, s, o);
+    fprintf(f, "%s}\n", extra != NULL ? extra : "");
     return ferror(f) ? -1 : 0;
 }
 

@@ -7,6 +7,7 @@
 #ifndef LG_STATS_H
 #define LG_STATS_H
 
+#include "lg_opts.h"
 #include "sh_hist.h"
 
 #include <stddef.h>
@@ -52,6 +53,24 @@ typedef struct lg_reply {
     char error[32]; /* the body's "error" code, "" when none */
 } lg_reply;
 
+/* One SKU of the run (the index into opts->skus): what --verify compares and
+ * what a report per product needs. Units of an answer whose outcome is unknown
+ * (no HTTP answer, 503, another status, unfinished at --timeout) are counted
+ * apart: the server may or may not have applied them. */
+typedef struct lg_sku_stats {
+    uint64_t ok;                /* new oks */
+    uint64_t sold_out;          /* 409 sold_out answers */
+    uint64_t units_ok;          /* sum of qty of new oks */
+    uint64_t units_released;    /* sum of qty of releases answered ok */
+    uint64_t units_unknown;     /* deducts of unknown outcome */
+    uint64_t units_rel_unknown; /* releases of unknown outcome */
+    uint32_t sold_out_min_qty;  /* smallest qty answered sold_out; 0: none */
+    /* Sold-out answers received after the SKU's last new ok (completion order):
+     * the refusals the sale's end state must explain (no stranded stock). */
+    uint64_t late_sold_out;
+    uint32_t late_sold_out_min_qty; /* 0: none */
+} lg_sku_stats;
+
 typedef struct lg_stats {
     uint64_t sent; /* deduct requests sent (every copy) */
     uint64_t answers[LG_ANS_COUNT_];
@@ -66,6 +85,8 @@ typedef struct lg_stats {
     uint64_t elapsed_us; /* from the first send to the last answer */
     sh_hist lat_us;      /* deduct latency, us */
     sh_hist rel_lat_us;  /* release latency, us */
+    size_t nskus;        /* SKUs of the run */
+    lg_sku_stats sku[LG_SKUS_MAX];
 } lg_stats;
 
 /* Name of an answer class as used in the report, the JSON and --orders-out. */
@@ -77,11 +98,22 @@ const char *lg_rel_answer_name(lg_rel_answer a);
 lg_answer lg_classify_deduct(int status, const char *body, size_t len, lg_reply *out);
 lg_rel_answer lg_classify_release(int status, const char *body, size_t len, lg_reply *out);
 
-void lg_stats_init(lg_stats *s);
+/* Whether a deduct answer leaves the outcome unknown (the server may or may
+ * not have deducted): transport, unavailable, other_http. */
+int lg_answer_outcome_unknown(lg_answer a);
 
-/* Counts one deduct answer of qty units with latency lat_us. */
-void lg_stats_add_deduct(lg_stats *s, const lg_reply *r, uint32_t qty, uint64_t lat_us);
-void lg_stats_add_release(lg_stats *s, const lg_reply *r, uint32_t qty, uint64_t lat_us);
+/* nskus: the SKUs of the run, 1..LG_SKUS_MAX. */
+void lg_stats_init(lg_stats *s, size_t nskus);
+
+/* Counts one deduct answer of qty units of SKU sku_idx with latency lat_us. */
+void lg_stats_add_deduct(lg_stats *s, const lg_reply *r, uint32_t sku_idx, uint32_t qty,
+                         uint64_t lat_us);
+void lg_stats_add_release(lg_stats *s, const lg_reply *r, uint32_t sku_idx, uint32_t qty,
+                          uint64_t lat_us);
+
+/* A request still in flight when the run was cut off (--timeout): its outcome
+ * is unknown. release: 1 for a release, 0 for a deduct. */
+void lg_stats_add_unfinished(lg_stats *s, int release, uint32_t sku_idx, uint32_t qty);
 
 /* Deduct answers that are not successes: everything but ok and duplicate. */
 uint64_t lg_stats_errors(const lg_stats *s);
@@ -89,11 +121,13 @@ uint64_t lg_stats_errors(const lg_stats *s);
 /* Transport errors (and unfinished requests) as a fraction of requests sent. */
 double lg_stats_transport_ratio(const lg_stats *s);
 
-/* The final report, human readable. */
-void lg_stats_print(FILE *f, const lg_stats *s);
+/* The final report, human readable; o names the SKUs. */
+void lg_stats_print(FILE *f, const lg_stats *s, const lg_opts *o);
 
-/* The same numbers as one JSON object followed by a newline. Returns 0 or -1. */
-int lg_stats_write_json(FILE *f, const lg_stats *s);
+/* The same numbers as one JSON object followed by a newline; o names the SKUs.
+ * extra, when not NULL, is written just before the closing brace: further
+ * members, each preceded by a comma (e.g. ",\"verify\":{...}"). Returns 0 or -1. */
+int lg_stats_write_json(FILE *f, const lg_stats *s, const lg_opts *o, const char *extra);
 
 /* One --orders-out line: "order sku qty http_status result partition seq duplicate".
  * partition, seq and duplicate are "-" when the answer has none. */

@@ -1,12 +1,17 @@
 /* main.c -- stock-loadgen: load generator for the stock server's HTTP API.
  *
- * Reads top to bottom: options, output files, the run, the report, the exit
- * code. Exit 0 when the run completed (answers of any kind), 1 when transport
- * errors (no HTTP answer, or still in flight at --timeout) exceed 1% of the
- * requests, 2 on a usage error or when the run could not start. */
+ * Reads top to bottom: options, output files, the run, the verification
+ * (--verify, or --verify-only instead of a run), the report, the exit code.
+ * Exit 0 when the run completed (answers of any kind) and, with --verify,
+ * every check held; 1 when transport errors (no HTTP answer, or still in
+ * flight at --timeout) exceed 1% of the requests; 2 on a usage error or when
+ * the run could not start; 3 when a verification check failed (this wins over
+ * 1: a broken invariant matters more than a flaky network). */
 #include "lg_opts.h"
 #include "lg_run.h"
 #include "lg_stats.h"
+#include "lg_verify.h"
+#include "lg_verify_run.h"
 
 #include "sh_clock.h"
 
@@ -17,6 +22,7 @@
 #include <unistd.h>
 
 #define LG_TRANSPORT_ERROR_RATIO_MAX 0.01 /* above this the run failed (exit 1) */
+#define LG_EXIT_VERIFY_FAILED        3
 
 static FILE *open_out(const char *path, const char *what)
 {
@@ -25,6 +31,67 @@ static FILE *open_out(const char *path, const char *what)
         fprintf(stderr, "stock-loadgen: cannot write %s %s: %s\n", what, path, strerror(errno));
     }
     return f;
+}
+
+/* The verification's ,"verify":{...} members as a malloc'ed string, NULL on
+ * failure (the JSON then goes without them and says so on stderr). */
+static char *verify_json_members(const lg_verify_result *vr)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (m == NULL) {
+        return NULL;
+    }
+    int bad = lg_verify_write_json(m, vr);
+    if (fclose(m) != 0 || bad != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static void report_verify_failures(const lg_verify_result *vr)
+{
+    for (size_t i = 0; i < vr->nskus; i++) {
+        if (vr->sku[i].verdict.failed != 0) {
+            fprintf(stderr, "stock-loadgen: verification failed for sku %s: %s\n", vr->sku[i].sku,
+                    vr->sku[i].verdict.message);
+        }
+    }
+}
+
+/* --verify-only: no load; verify, report, exit 0 or 3 (2 when the JSON
+ * cannot be written). */
+static int verify_only(const lg_opts *o)
+{
+    lg_verify_result *vr = malloc(sizeof *vr);
+    if (vr == NULL) {
+        fprintf(stderr, "stock-loadgen: out of memory\n");
+        return 2;
+    }
+    int bad = lg_verify_exec(o, NULL, vr, o->quiet ? NULL : stderr) != 0;
+    lg_verify_print(stdout, vr);
+    fflush(stdout);
+    int exit_code = bad ? LG_EXIT_VERIFY_FAILED : 0;
+    if (bad) {
+        report_verify_failures(vr);
+    }
+    if (o->json_path[0] != '\0') {
+        FILE *jf = open_out(o->json_path, "--json");
+        if (jf == NULL) {
+            free(vr);
+            return 2;
+        }
+        fprintf(jf, "{\"verify_only\":true");
+        int werr = lg_verify_write_json(jf, vr);
+        fprintf(jf, "}\n");
+        if (fclose(jf) != 0 || werr != 0) {
+            fprintf(stderr, "stock-loadgen: writing %s failed\n", o->json_path);
+        }
+    }
+    free(vr);
+    return exit_code;
 }
 
 int main(int argc, char **argv)
@@ -52,6 +119,12 @@ int main(int argc, char **argv)
         return 2;
     case LG_PARSE_OK:
         break;
+    }
+    if (o->verify_only) {
+        free(st);
+        int code = verify_only(o);
+        free(o);
+        return code;
     }
 
     /* ---- output files ---- */
@@ -81,22 +154,43 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* ---- --verify (later issue) ----
-     * Checks the answers against the server's own numbers (admin socket audit,
-     * MySQL details) go here: after the run, before the report, so their
-     * result can join the report, the JSON and the exit code. */
-
-    /* ---- the report ---- */
-    lg_stats_print(stdout, st);
-    fflush(stdout);
-    if (o->json_path[0] != '\0') {
-        FILE *jf = open_out(o->json_path, "--json");
-        if (jf == NULL) {
+    /* ---- the verification (--verify) ----
+     * After the run, before the report, so its result joins the report, the
+     * JSON and the exit code. */
+    lg_verify_result *vr = NULL;
+    int verify_bad = 0;
+    if (o->verify) {
+        vr = malloc(sizeof *vr);
+        if (vr == NULL) {
+            fprintf(stderr, "stock-loadgen: out of memory for --verify\n");
             free(o);
             free(st);
             return 2;
         }
-        int bad = lg_stats_write_json(jf, st);
+        verify_bad = lg_verify_exec(o, st, vr, o->quiet ? NULL : stderr) != 0;
+    }
+
+    /* ---- the report ---- */
+    lg_stats_print(stdout, st, o);
+    if (vr != NULL) {
+        lg_verify_print(stdout, vr);
+    }
+    fflush(stdout);
+    if (o->json_path[0] != '\0') {
+        FILE *jf = open_out(o->json_path, "--json");
+        if (jf == NULL) {
+            free(vr);
+            free(o);
+            free(st);
+            return 2;
+        }
+        char *extra = vr != NULL ? verify_json_members(vr) : NULL;
+        if (vr != NULL && extra == NULL) {
+            fprintf(stderr, "stock-loadgen: cannot render the verify object for %s\n",
+                    o->json_path);
+        }
+        int bad = lg_stats_write_json(jf, st, o, extra);
+        free(extra);
         if (fclose(jf) != 0 || bad != 0) {
             fprintf(stderr, "stock-loadgen: writing %s failed\n", o->json_path);
         }
@@ -110,6 +204,11 @@ int main(int argc, char **argv)
                 ratio * 100.0, LG_TRANSPORT_ERROR_RATIO_MAX * 100.0);
         exit_code = 1;
     }
+    if (verify_bad) {
+        report_verify_failures(vr);
+        exit_code = LG_EXIT_VERIFY_FAILED;
+    }
+    free(vr);
     free(o);
     free(st);
     return exit_code;
