@@ -440,7 +440,21 @@ main() {
     start_scheduler
     wait_ready
     write_endpoints
+    link_default_socket
     log "ready: http://127.0.0.1:$HTTP_PORT, $NODES nodes, $WORKERS sync workers, admin $DIR/admin.sock; env in $DIR/endpoints.env"
+}
+
+# stockctl's default socket is /tmp/stock-admin.sock: point it at this run's
+# socket when no other live run holds it, so `bin/stockctl registry` works
+# without --socket. A link to a socket that no longer exists is replaced.
+link_default_socket() {
+    local link=/tmp/stock-admin.sock
+    if [ -L "$link" ] && [ ! -S "$(readlink "$link")" ]; then
+        rm -f "$link"
+    fi
+    if [ ! -e "$link" ] && [ ! -L "$link" ]; then
+        ln -s "$DIR/admin.sock" "$link" && log "stockctl's default socket $link -> $DIR/admin.sock"
+    fi
 }
 
 main "$@"

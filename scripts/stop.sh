@@ -121,6 +121,10 @@ main() {
     stop_group "$DIR/scheduler.pid"
     stop_group "$DIR"/node-[0-9]*.pid
     stop_group "$DIR"/syncd-[0-9]*.pid
+    # The default-socket link start.sh made, if it points into this run.
+    if [ -L /tmp/stock-admin.sock ] && [ "$(readlink /tmp/stock-admin.sock)" = "$(cd "$DIR" && pwd -P)/admin.sock" ]; then
+        rm -f /tmp/stock-admin.sock
+    fi
     log "stopped (dir $DIR)"
     if [ "$ALL" -eq 1 ]; then
         log "infrastructure: scripts/infra.sh down --dir $DIR"
