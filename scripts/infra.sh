@@ -455,6 +455,16 @@ setup_mysql() {
         GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" ||
         die "could not grant root@127.0.0.1 over $(mysql_socket)"
     mysql_tcp <"$SCHEMA_SQL" || die "loading $SCHEMA_SQL failed"
+    # TCP sessions of root@127.0.0.1 start in the `stock` database, so a bare
+    # `mariadb -h 127.0.0.1 -P PORT -u root -e 'select * from schema_version'`
+    # answers. The server runs init_connect only for accounts without SUPER and
+    # CONNECTION ADMIN, so this scratch account gives those two up (nothing here
+    # needs them: the daemons and tests only read, write and kill their own
+    # sessions); root@localhost over the socket keeps every privilege.
+    timeout 30 mariadb --no-defaults --socket="$(mysql_socket)" -u root -e "
+        REVOKE SUPER, CONNECTION ADMIN ON *.* FROM 'root'@'127.0.0.1';
+        SET GLOBAL init_connect = 'USE stock';" ||
+        die "could not set the default database of root@127.0.0.1"
     schema_loaded || die "stock.schema_version not readable over TCP as root@127.0.0.1"
 }
 
