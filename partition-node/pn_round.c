@@ -45,7 +45,7 @@
 #define PR_UNITS_VALUE_MAX SH_SKU_TOTAL_UNITS_MAX /* s0/s1 read from Redis */
 
 _Static_assert(PR_ARGS_ITEM >= PR_A_ARGS_ITEM, "round A fits the argument pool");
-_Static_assert(SH_DEDUCT_FIXED_ARGS == 4 && SH_DEDUCT_ITEM_ARGS == 6, "DEDUCT's ARGV layout");
+_Static_assert(SH_DEDUCT_FIXED_ARGS == 4 && SH_DEDUCT_ITEM_ARGS == 5, "DEDUCT's ARGV layout");
 _Static_assert(SH_DEDUCT_REPLY_FIXED == 4 && SH_DEDUCT_REPLY_ITEM == 4, "DEDUCT's reply layout");
 _Static_assert(SH_STOCK_TAG_SALT_MAX <= UINT16_MAX, "salts fit pn_sku.salt");
 _Static_assert(SH_PARTITIONS_PER_SKU_MAX <= UINT16_MAX, "partitions fit u16");
@@ -723,17 +723,19 @@ static void pr_round_b_build(pn_round *r, const sh_wire_item *items, const bool 
         pr_args(r, c, r->ttl_str);
         pr_arg(r, c, call->n_str, nlen);
         for (uint32_t j = 0; j < call->n; j++) {
+            const sh_wire_item *item = &items[r->keys[call->first + j].idx];
+            pr_arg(r, c, item->order_id, item->order_id_len);
+        }
+        for (uint32_t j = 0; j < call->n; j++) {
             uint32_t i = r->keys[call->first + j].idx;
             pr_item *it = &r->it[i];
             const sh_wire_item *item = &items[i];
             SH_ASSERT(it->sku == e && it->part == head->part && !it->done);
             size_t vlen = pr_fmt_u64(it->ver_str, sizeof it->ver_str, it->ver);
-            pr_args(r, c, release[i] ? "R" : "D");
-            pr_arg(r, c, item->order_id, item->order_id_len);
+            pr_args(r, c, release[i] ? "R" : it->over ? "U" : "D");
             pr_arg(r, c, item->user_id, item->user_id_len);
             pr_args(r, c, it->qty_str);
             pr_arg(r, c, it->ver_str, vlen);
-            pr_args(r, c, it->over ? "1" : "0");
             it->sent = true;
         }
         SH_ASSERT(c->argc == 3 + 3 + SH_DEDUCT_FIXED_ARGS + (int)call->n * SH_DEDUCT_ITEM_ARGS);

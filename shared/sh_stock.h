@@ -82,9 +82,10 @@ typedef enum sh_stock_item_status {
 #define SH_PART_F_EXHAUSTED     0x08
 #define SH_PART_F_CLOSED        0x10
 
-/* Arguments per item of SH_SCRIPT_DEDUCT, after the 4 fixed ones. */
+/* Arguments per item of SH_SCRIPT_DEDUCT, after the 4 fixed ones: its order
+ * id (all order ids come first, in item order), then op, user, qty, version. */
 #define SH_DEDUCT_FIXED_ARGS 4
-#define SH_DEDUCT_ITEM_ARGS  6
+#define SH_DEDUCT_ITEM_ARGS  5
 /* Values per item in its reply, after the 4 fixed ones (a, s0, s1, flags). */
 #define SH_DEDUCT_REPLY_FIXED 4
 #define SH_DEDUCT_REPLY_ITEM  4

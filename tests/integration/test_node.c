@@ -21,6 +21,8 @@
  *      so claims move: one deduction per order, repeats see the same outcome
  *   d  per-user limit 3 across partitions under concurrency; a release frees one
  *   e0 one message = one script call per batch_items_max items per partition
+ *   e1 one order several times in one script call: each repeat sees the
+ *      outcome written earlier in the same call (duplicate, conflict, release)
  *   e  2,000 one-item messages from 32 threads: EVALSHA calls per deduction
  *   f  garbage, truncated and foreign messages get a zero-result reply
  *   g  kill -9 under load, restart, resend everything: nothing deducted twice
@@ -1146,6 +1148,67 @@ static void test_e0_batching_exact(void **state)
     assert_int_equal(details_check(sku, 2, det, 2 * E0_ITEMS + 4), 2 * E0_ITEMS);
 }
 
+/* The script reads every order of a call with one HMGET before it writes
+ * anything, so repeats inside one call must be answered from what the call
+ * itself wrote. */
+static void test_e1_repeats_in_one_call(void **state)
+{
+    (void)state;
+    char sku[64];
+    sku_name(sku, sizeof sku, "e1");
+    const int64_t units[1] = {10};
+    sku_create(sku, 1, units, 0);
+    sh_wire_item items[5] = {
+        mk_item(sku, "A", "ua", 2, 0), mk_item(sku, "A", "ua", 2, 0), mk_item(sku, "A", "ua", 3, 0),
+        mk_item(sku, "B", "ub", 1, 0), mk_item(sku, "B", "ub", 1, 0),
+    };
+    sh_wire_result res[5];
+    client c;
+    assert_int_equal(client_open(&c, CALL_TIMEOUT_MS), 0);
+    int64_t before = evalsha_calls();
+    assert_int_equal(client_call(&c, SH_WIRE_DEDUCT_REQ, items, 5, res), 0);
+    assert_int_equal(evalsha_calls() - before, 1);
+    assert_int_equal(res[0].status, SH_WIRE_OUT_OK);
+    assert_int_equal(res[0].flags & SH_WIRE_RES_F_DUPLICATE, 0);
+    assert_int_equal(res[0].seq, 1);
+    assert_int_equal(res[1].status, SH_WIRE_OUT_OK);
+    assert_true(res[1].flags & SH_WIRE_RES_F_DUPLICATE);
+    assert_int_equal(res[1].seq, 1);
+    assert_int_equal(res[2].status, SH_WIRE_OUT_CONFLICT);
+    assert_int_equal(res[3].status, SH_WIRE_OUT_OK);
+    assert_int_equal(res[3].flags & SH_WIRE_RES_F_DUPLICATE, 0);
+    assert_int_equal(res[3].seq, 2);
+    assert_int_equal(res[4].status, SH_WIRE_OUT_OK);
+    assert_true(res[4].flags & SH_WIRE_RES_F_DUPLICATE);
+    assert_int_equal(res[4].seq, 2);
+    assert_int_equal(res[4].s0 + res[4].s1, 7);
+
+    /* Release A twice in one call: units back once, one negative detail. */
+    sh_wire_item rel[2] = {mk_item(sku, "A", "", 0, 0), mk_item(sku, "A", "", 0, 0)};
+    before = evalsha_calls();
+    assert_int_equal(client_call(&c, SH_WIRE_RELEASE_REQ, rel, 2, res), 0);
+    assert_int_equal(evalsha_calls() - before, 1);
+    client_close(&c);
+    assert_int_equal(res[0].status, SH_WIRE_OUT_OK);
+    assert_int_equal(res[0].flags & SH_WIRE_RES_F_DUPLICATE, 0);
+    assert_int_equal(res[0].seq, 3);
+    assert_int_equal(res[0].qty, 2);
+    assert_int_equal(res[1].status, SH_WIRE_OUT_OK);
+    assert_true(res[1].flags & SH_WIRE_RES_F_DUPLICATE);
+    assert_int_equal(res[1].seq, 3);
+    assert_int_equal(res[1].s0 + res[1].s1, 9);
+    detail det[8];
+    size_t nd = details_read(sku, 0, det, 0, 8);
+    assert_int_equal(nd, 3);
+    assert_int_equal(det[0].d.qty, 2);
+    assert_string_equal(det[0].d.order_id, "A");
+    assert_int_equal(det[1].d.qty, 1);
+    assert_string_equal(det[1].d.order_id, "B");
+    assert_int_equal(det[2].d.qty, -2);
+    assert_string_equal(det[2].d.order_id, "A");
+    assert_int_equal(check_conservation(sku, 1), 1);
+}
+
 /* ==== e. coalescing (group commit) ========================================== */
 
 #define E_THREADS    32
@@ -1379,6 +1442,7 @@ int main(void)
         cmocka_unit_test_setup(test_c_idempotent_races, test_setup),
         cmocka_unit_test_setup(test_d_user_limit, test_setup),
         cmocka_unit_test_setup(test_e0_batching_exact, test_setup),
+        cmocka_unit_test_setup(test_e1_repeats_in_one_call, test_setup),
         cmocka_unit_test_setup(test_e_coalescing, test_setup),
         cmocka_unit_test_setup(test_f_garbage, test_setup),
         cmocka_unit_test_setup(test_g_restart, test_setup),
