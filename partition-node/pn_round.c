@@ -961,6 +961,7 @@ sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *rout
     r->cfg = *cfg;
     r->router = router;
     sh_hist_init(&r->stats.items_per_call);
+    sh_hist_init(&r->stats.round_us);
     (void)pr_fmt_u64(r->ttl_str, sizeof r->ttl_str, cfg->claim_ttl_s);
     (void)pr_fmt_u64(r->low_str, sizeof r->low_str, cfg->low_water_units);
     sh_err rc = pn_skus_new(&r->skus, SH_SKUS_MAX);
@@ -1025,6 +1026,7 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
 {
     SH_ASSERT(r != NULL && items != NULL && release != NULL && results != NULL);
     SH_ASSERT(n >= 1 && n <= PN_ROUND_ITEMS_MAX);
+    uint64_t t0 = sh_clock_mono_us();
     r->logged = 0;
     r->stats.rounds++;
     r->stats.items += n;
@@ -1044,4 +1046,5 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
         }
         SH_ASSERT(results[i].status <= SH_WIRE_OUT_ERROR && results[i].qty <= SH_QTY_UNITS_MAX);
     }
+    sh_hist_record(&r->stats.round_us, sh_clock_mono_us() - t0);
 }

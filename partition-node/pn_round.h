@@ -53,6 +53,7 @@ typedef struct pn_round_stats {
     uint64_t redis_errors;  /* router failures, error and malformed replies (each logged) */
     uint64_t give_backs;    /* DECRBY of user counters sent */
     sh_hist items_per_call; /* items per DEDUCT call */
+    sh_hist round_us;       /* wall time of a whole round (claims, scripts, give-backs), us */
 } pn_round_stats;
 
 typedef struct pn_round pn_round;
