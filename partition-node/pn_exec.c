@@ -209,14 +209,16 @@ static void pe_log_stats(pn_exec *ex, const pn_exec_stats *now, const char *when
     SH_INFO(PE_MOD,
             "%s requests=%llu items=%llu rounds=%llu script_calls=%llu items_per_call=%.1f "
             "items_per_call_p50=%llu items_per_call_p99=%llu items_per_call_max=%llu "
-            "round_us_p50=%llu round_us_p99=%llu claim_moves=%llu pool_loads=%llu pipelines=%llu give_backs=%llu "
+            "round_us_p50=%llu round_us_p99=%llu claim_moves=%llu pool_loads=%llu pipelines=%llu "
+            "give_backs=%llu "
             "invalid_messages=%llu redis_errors=%llu reply_failures=%llu",
             when, (unsigned long long)(now->requests - was->requests),
             (unsigned long long)(r->items - was->round.items),
             (unsigned long long)(r->rounds - was->round.rounds), (unsigned long long)calls,
             calls > 0 ? (double)carried / (double)calls : 0.0, (unsigned long long)h.p50,
             (unsigned long long)h.p99, (unsigned long long)h.max, (unsigned long long)rt.p50,
-            (unsigned long long)rt.p99, (unsigned long long)(r->claim_moves - was->round.claim_moves),
+            (unsigned long long)rt.p99,
+            (unsigned long long)(r->claim_moves - was->round.claim_moves),
             (unsigned long long)(r->pool_loads - was->round.pool_loads),
             (unsigned long long)(r->pipelines - was->round.pipelines),
             (unsigned long long)(r->give_backs - was->round.give_backs),
