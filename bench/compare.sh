@@ -72,6 +72,7 @@ REDIS_BENCH_MIN_N=50000   # a measured redis-benchmark run sends at least this m
 QUIET_TICKS=10            # "done shipping": under 0.1 s CPU per second (clock ticks)
 QUIET_MAX_S=20
 REDIS_BENCH_MAX_S=5       # each redis-benchmark run aims at this long
+SYNC_STATS_WAIT_S=15      # a node logs its ship stats every 10 s
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -531,6 +532,37 @@ measure() {
     OPEN_CONNS=$((best_c * 4 > 4096 ? 4096 : best_c * 4))
     next_sku r; sku=$SKU; load_ours "$sku"
     run_lg ours-open "$OURS_URL" "$sku" "$OPEN_CONNS" "$DURATION_S" --rate "$OPEN_RATE"
+    sync_lag
+}
+
+# MySQL sync lag of every detail ours sold during this run: each node's ship
+# histogram (ack time minus creation time of a batch's oldest detail) covers
+# its whole life, so it is read from the first stats line logged after the
+# last run, worst node. Left empty when ours was already running before
+# (its histogram would include older traffic) or no line comes in time.
+SYNC_LAG_P99_MS=""
+sync_lag() {
+    [ "$OURS_STARTED" -eq 1 ] || { log "sync lag: ours ran before this bench; not reported"; return 0; }
+    local f n deadline=$((SECONDS + SYNC_STATS_WAIT_S)) worst="" v have
+    local -A seen=()
+    for f in "$DIR"/node-*.log; do seen[$f]=$(grep -c 'ship stats' "$f" || true); done
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        have=1
+        for f in "${!seen[@]}"; do
+            n=$(grep -c 'ship stats' "$f" || true)
+            [ "$n" -gt "${seen[$f]}" ] || have=0
+        done
+        [ "$have" -eq 1 ] && break
+        sleep 1
+    done
+    [ "$have" -eq 1 ] || { log "sync lag: no ship stats line within ${SYNC_STATS_WAIT_S}s"; return 0; }
+    for f in "${!seen[@]}"; do
+        v=$(grep 'ship stats' "$f" | tail -1 | sed -n 's/.* lag_p99_ms=\([0-9]*\).*/\1/p')
+        [ -n "$v" ] || continue
+        if [ -z "$worst" ] || [ "$v" -gt "$worst" ]; then worst=$v; fi
+    done
+    SYNC_LAG_P99_MS=$worst
+    log "sync lag p99 over the whole run: ${worst:-?} ms (worst node)"
 }
 
 # ---- report -------------------------------------------------------------------
@@ -562,7 +594,7 @@ report() {
     local out="$RESULTS_DIR/$STAMP"
     SKU_TOTAL_UNITS=$SKU_TOTAL_UNITS SKU_PARTITIONS=$SKU_PARTITIONS MIN_CHUNK_UNITS=$MIN_CHUNK_UNITS \
         MAX_CHUNK_UNITS=$MAX_CHUNK_UNITS REDIS_CONNS=$REDIS_CONNS MYSQL_WORKERS=$MYSQL_WORKERS \
-        WARMUP_S=$WARMUP_S python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
+        WARMUP_S=$WARMUP_S SYNC_LAG_P99_MS=$SYNC_LAG_P99_MS python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
         "$MASTER_PORTS" "$REPLICA_PORTS" "$BENCH_REDIS_PORT" "$NODES" <<'PY'
 import csv, json, os, sys
 env = os.environ
@@ -801,6 +833,7 @@ result = {
     "ratios": ratios,
     "peak": {"connections": peak_c, "throughput_per_s": tp},
     "open_loop": open_run,
+    "sync_lag_p99_ms": int(env["SYNC_LAG_P99_MS"]) if env.get("SYNC_LAG_P99_MS") else None,
     "redis_per_deduction": redis_cost,
     "single_key_redis_per_request": single_key_cost,
     "runs": {d: {str(c): runs[d][c] for c in conns} for d in designs},
@@ -851,6 +884,9 @@ L.append(f"**Open loop**, ours at {open_rate}/s (80% of its peak) on {open_conns
          f"{fmt(open_run['throughput_per_s'], 0)}/s answered, p50 {open_run['p50_ms']:.2f} ms, "
          f"p99 {open_run['p99_ms']:.2f} ms, p99.9 {open_run['p999_ms']:.2f} ms, "
          f"backlog {open_run['backlog']} (orders due but never sent).\n")
+lag = env.get("SYNC_LAG_P99_MS")
+L.append(f"**MySQL sync lag** of ours over the whole run (each node's ship histogram, worst node): "
+         + (f"p99 {lag} ms.\n" if lag else "not measured (see the bench log).\n"))
 L.append(f"**Redis per deduction (ours, {rc} connections, {len(masters)} masters)**: "
          f"EVALSHA {fmt(ev_us, 2)} us and {redis_cost['evalsha_calls_per_deduction']} calls "
          f"({redis_cost['deductions_per_evalsha']} deductions per call); claims (SET) "
