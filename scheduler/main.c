@@ -46,6 +46,27 @@ typedef struct main_state {
     int stopping;
 } main_state;
 
+/* The loop's base, with epoll's changelist: libevent then hands the kernel one
+ * epoll_ctl per fd per loop turn with the net change, instead of one per
+ * enable/disable. evhttp flips a connection's read/write interest several
+ * times per request, so this saves a syscall per request (4 -> 3 epoll_ctl
+ * measured at 256 connections). libevent's caveat for the changelist is an fd
+ * shared through dup(); nothing on this base is. Other backends ignore the
+ * flag. */
+static struct event_base *main_base_new(void)
+{
+    struct event_config *ec = event_config_new();
+    if (ec == NULL) {
+        return NULL;
+    }
+    struct event_base *base = NULL;
+    if (event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0) {
+        base = event_base_new_with_config(ec);
+    }
+    event_config_free(ec);
+    return base;
+}
+
 /* ---- shutdown -------------------------------------------------------------- */
 
 static void main_finish(main_state *m)
@@ -149,7 +170,7 @@ int main(int argc, char **argv)
     m.ctx = &ctx;
     struct event *sigterm_ev = NULL, *sigint_ev = NULL;
 
-    ctx.base = event_base_new();
+    ctx.base = main_base_new();
     if (ctx.base == NULL || event_base_priority_init(ctx.base, MAIN_PRIORITIES) != 0) {
         SH_ERROR("main", "event base failed");
         goto out;
