@@ -26,7 +26,6 @@
 #include "sh_log.h"
 
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <nng/nng.h>
 
 #include <signal.h>
@@ -155,11 +154,9 @@ int main(int argc, char **argv)
         SH_ERROR("main", "cannot ignore SIGPIPE");
         return 1;
     }
-    /* Before the base exists: NNG threads wake the loop with event_active(). */
-    if (evthread_use_pthreads() != 0) {
-        SH_ERROR("main", "evthread_use_pthreads failed");
-        return 1;
-    }
+    /* No evthread_use_pthreads(): only the loop thread calls libevent (NNG
+     * threads wake it through an eventfd, see sch_nodes.c), so the base needs
+     * no locks. */
 
     int exit_code = 1;
     sch_ctx ctx;

@@ -21,8 +21,12 @@
  * Threads: NNG runs the aio callbacks on its own threads. A callback touches
  * only its context's in-flight fields (which the loop does not touch while the
  * context is busy) and pushes the context onto a mutex-protected completion
- * ring (one slot per context, so it never overflows), then event_active()s a
- * loop event. Everything else belongs to the loop thread. */
+ * ring (one slot per context, so it never overflows); the push that finds the
+ * ring without a wakeup pending writes an eventfd the loop watches. NNG
+ * threads never call libevent, so the base runs without evthread locking
+ * (which took the base lock on every event_add/del of every HTTP request and
+ * made the loop and NNG threads contend for it). Everything else belongs to
+ * the loop thread. */
 #include "sch_nodes.h"
 
 #include "sh_clock.h"
@@ -32,9 +36,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define NODES_URL_BYTES_MAX  256
 #define NODES_TICK_MS        50   /* outbox expiry check period */
@@ -101,10 +108,12 @@ struct sch_nodes {
     struct event *flush_ev;
     struct event *done_ev;
     struct event *tick_ev;
-    pthread_mutex_t mu; /* guards done ring and closing */
+    pthread_mutex_t mu; /* guards done ring, wake_pending and closing */
     int mu_init;
     link_ctx **done; /* completion ring, one slot per context */
     size_t done_head, done_len, done_cap;
+    int wake_pending; /* under mu: wake_fd written since the loop last drained */
+    int wake_fd;      /* eventfd: NNG threads -> loop (done_ev watches it) */
     int closing;      /* under mu: NNG callbacks stop starting receives */
     link_ctx **batch; /* loop-side copy of the ring */
     sh_wire_item *scratch;
@@ -171,8 +180,16 @@ static void nodes_complete(link_ctx *c, nng_msg *msg, int err)
     SH_ASSERT(n->done_len < n->done_cap);
     n->done[(n->done_head + n->done_len) % n->done_cap] = c;
     n->done_len++;
+    int wake = !n->wake_pending;
+    n->wake_pending = 1;
     SH_ASSERT(pthread_mutex_unlock(&n->mu) == 0);
-    event_active(n->done_ev, EV_READ, 0);
+    if (wake) {
+        /* Cannot fail short of a bug: the counter is far from its limit. The
+         * tick drains the ring as well, so even then nothing is lost. */
+        uint64_t one = 1;
+        while (write(n->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+        }
+    }
 }
 
 /* The aio callback of a context: send finished -> start the receive with what
@@ -331,14 +348,14 @@ static int nodes_outbox_pending(const sch_nodes *n)
     return 0;
 }
 
-/* Runs on the loop when NNG handed over finished contexts. */
-static void nodes_done_cb(evutil_socket_t fd, short what, void *arg)
+/* Processes the contexts NNG handed over. Loop thread. */
+static void nodes_drain(sch_nodes *n)
 {
-    (void)fd;
-    (void)what;
-    sch_nodes *n = arg;
     size_t count = 0;
     SH_ASSERT(pthread_mutex_lock(&n->mu) == 0);
+    /* Cleared before the ring is emptied: a push after this point writes the
+     * eventfd again, so no completion waits for a wakeup that never comes. */
+    n->wake_pending = 0;
     while (n->done_len > 0) {
         n->batch[count++] = n->done[n->done_head];
         n->done_head = (n->done_head + 1) % n->done_cap;
@@ -354,6 +371,19 @@ static void nodes_done_cb(evutil_socket_t fd, short what, void *arg)
     if (nodes_outbox_pending(n)) {
         event_active(n->flush_ev, EV_TIMEOUT, 0);
     }
+}
+
+/* Runs on the loop when an NNG thread wrote the eventfd. */
+static void nodes_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    sch_nodes *n = arg;
+    /* Read before draining (see nodes_drain); EAGAIN means a wakeup already
+     * consumed, which is harmless. */
+    uint64_t count = 0;
+    while (read(fd, &count, sizeof count) < 0 && errno == EINTR) {
+    }
+    nodes_drain(n);
 }
 
 /* Fails outbox items older than the timeout: the node is not taking them. */
@@ -450,6 +480,7 @@ static void nodes_tick_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < n->nlinks; i++) {
         nodes_expire(n, &n->links[i], now);
     }
+    nodes_drain(n); /* a safety net only: the eventfd wakes the loop */
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -540,7 +571,13 @@ static sh_err nodes_build(sch_nodes **out, struct event_base *base, const sch_no
     n->h = *handler;
     n->stats = stats;
     n->nlinks = count;
+    n->wake_fd = -1;
     *out = n;
+    n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (n->wake_fd < 0) {
+        SH_ERROR("nodes", "eventfd failed err=\"%s\"", strerror(errno));
+        return SH_EIO;
+    }
     if (pthread_mutex_init(&n->mu, NULL) != 0) {
         return SH_ENOMEM;
     }
@@ -555,7 +592,7 @@ static sh_err nodes_build(sch_nodes **out, struct event_base *base, const sch_no
         n->links == NULL) {
         return SH_ENOMEM;
     }
-    n->done_ev = event_new(base, -1, EV_PERSIST, nodes_done_cb, n);
+    n->done_ev = event_new(base, n->wake_fd, EV_READ | EV_PERSIST, nodes_done_cb, n);
     n->flush_ev = event_new(base, -1, 0, nodes_flush_cb, n);
     n->tick_ev = event_new(base, -1, EV_PERSIST, nodes_tick_cb, n);
     if (n->done_ev == NULL || n->flush_ev == NULL || n->tick_ev == NULL) {
@@ -568,7 +605,7 @@ static sh_err nodes_build(sch_nodes **out, struct event_base *base, const sch_no
         return SH_EINVAL;
     }
     struct timeval tick = {0, NODES_TICK_MS * 1000};
-    if (event_add(n->tick_ev, &tick) != 0) {
+    if (event_add(n->tick_ev, &tick) != 0 || event_add(n->done_ev, NULL) != 0) {
         return SH_EIO;
     }
     for (int i = 0; i < count; i++) {
@@ -700,6 +737,9 @@ void sch_nodes_close(sch_nodes *n)
     }
     if (n->mu_init) {
         pthread_mutex_destroy(&n->mu);
+    }
+    if (n->wake_fd >= 0) {
+        close(n->wake_fd);
     }
     free(n->links);
     free(n->done);

@@ -6,7 +6,7 @@
  * runs after the current burst of HTTP callbacks, sends ONE message per node
  * carrying every queued item (up to batch_items_max per message). Replies
  * arrive on NNG threads and are handed to the loop thread through a
- * mutex-protected queue and event_active(); the loop decodes them and calls
+ * mutex-protected queue and an eventfd; the loop decodes them and calls
  * the handler once per item. Every item enqueued gets exactly one outcome:
  * a result or a failure (timeout, link error, bad reply, close). */
 #ifndef SCH_NODES_H
@@ -49,8 +49,8 @@ sh_err sch_nodes_count_urls(const char *urls, int *count_out);
 
 /* Opens one socket per URL and dials it without blocking (a node that is down
  * is reconnected in the background). stats receives node_messages and
- * node_items. Loop thread; base must have been created after
- * evthread_use_pthreads() and have 2 priorities. */
+ * node_items. Loop thread; base must have 2 priorities. No libevent call is
+ * made from another thread, so the base needs no evthread locking. */
 sh_err sch_nodes_open(sch_nodes **out, struct event_base *base, const sch_nodes_config *cfg,
                       const sch_nodes_handler *handler, sch_stats *stats);
 
