@@ -96,13 +96,31 @@ t_http POST /v1/release '{"sku":"a{b","order_id":"o16"}'
 t_expect "release with a bad sku" 400 invalid_request
 then_valid "bad release"
 
+# The scheduler reads plain flat bodies with its own scanner and everything
+# else with cJSON: the same request must get the same answer either way.
+# Spacing, an escape, a repeated key (the first wins, as in cJSON), 2e0.
+extra=0
+same() {
+    local body=$1 what=$2 dup=$3
+    t_http POST /v1/deduct "$body"
+    t_expect "$what" 200
+    assert_eq "$what: duplicate" "$dup" "$(t_json_get duplicate <<<"$T_BODY")"
+}
+same "{ \"sku\" :\"$sku\" ,  \"order_id\":\"flat-$$\",\"user_id\":\"u1\",\"qty\":2 }" "spaced flat body" false
+same "{\"sku\":\"$sku\",\"order_id\":\"fl\\u0061t-$$\",\"user_id\":\"u1\",\"qty\":2e0}" "escaped id, 2e0" true
+same "{\"sku\":\"$sku\",\"order_id\":\"rep-$$\",\"order_id\":\"x-$$\",\"user_id\":\"u1\",\"qty\":1}" "repeated key" false
+same "{\"sku\":\"$sku\",\"order_id\":\"rep-$$\",\"user_id\":\"u1\",\"qty\":1.0}" "first key won" true
+extra=3
+bad "{\"sku\":\"$sku\",\"order_id\":\"z-$$\",\"user_id\":\"u1\",\"qty\":1234567890}" "qty of 10 digits" 400 invalid_request qty
+
 assert_eq "scheduler pid unchanged (no crash)" "$sched_pid" "$(t_pid scheduler)"
 kill -0 "$sched_pid" 2>/dev/null || fail "scheduler pid $sched_pid is gone"
 say "ok: scheduler pid $sched_pid alive"
 t_deduct "$sku" "final-$$" u1 1
 t_expect "a valid deduct at the end" 200
-# only the valid requests deducted: valid_n + the 64-char id + the final one
-assert_eq "Redis net deducted (valid requests only)" $((valid_n + 2)) "$(t_redis_sum "$sku" ded)"
+# only the valid requests deducted: valid_n + the 64-char id + the final one,
+# and the flat/cJSON pairs (2 units once, 1 unit once)
+assert_eq "Redis net deducted (valid requests only)" $((valid_n + 2 + extra)) "$(t_redis_sum "$sku" ded)"
 t_audit "$sku"
 
 t_pass
