@@ -19,8 +19,9 @@
 #               request on one row, against the infra's MariaDB (flush at commit)
 #   redis-ceil  redis-benchmark running single-key's script on one key with no
 #               HTTP at all: what one Redis key can do on this box
-# then an open-loop run of ours at 80% of its peak (p99 at 80% load), and Redis
-# time per deduction of ours (INFO commandstats and INFO cpu of the masters).
+# then open-loop runs of ours at 80% of its peak (p99 at 80% load), 50% and 20%,
+# on the peak's connection count, ours' MySQL sync lag over the whole run, and
+# Redis time per deduction of ours (INFO commandstats and INFO cpu of the masters).
 # CPU seconds of every process involved are sampled around each run
 # (/proc/PID/stat), so the report says where the time goes, and how much of the
 # box other processes took meanwhile.
@@ -65,6 +66,7 @@ MYSQL_WORKERS=32          # mysql-row's pool: threads = connections
 REDIS_CONNS=8             # single-key's hiredis connections
 WARMUP_S=2
 OPEN_LOOP_LOAD=0.8
+OPEN_LOOP_CURVE="0.2 0.5"  # further open-loop points, fractions of the peak
 READY_TIMEOUT_S=20
 STOP_TIMEOUT_S=10
 REDIS_BENCH_CAL_N=20000   # redis-benchmark calibration requests
@@ -519,19 +521,26 @@ measure() {
         run_lg "mysql-row-c$c" "$MY_URL" "$sku" "$c" "$DURATION_S"
         run_redis_bench "redis-ceiling-c$c" "$c"
     done
-    # Open loop at 80% of ours' closed-loop peak. Connections are not what
-    # limits an open loop (the rate is), so it gets 4x the peak's: enough that
-    # no order waits for a free connection at a latency the closed loop had.
-    local best=0 best_c=0 t
+    # Open loop at 80% of ours' closed-loop peak, on the connection count of
+    # the peak (the issue's "256 connections at 80% of peak"), plus lighter
+    # loads (OPEN_LOOP_CURVE) to show where the latency goes. Latency counts
+    # from each order's due time, so an order waiting for a free connection
+    # waits on the clock too.
+    local best=0 best_c=0 t f
     for c in $CONNS; do
         t=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["throughput_per_s"]))' \
             "$WORK/ours-c$c.lg.json")
         if [ "$t" -gt "$best" ]; then best=$t best_c=$c; fi
     done
     OPEN_RATE=$(python3 -c "print(max(1, int($best * $OPEN_LOOP_LOAD)))")
-    OPEN_CONNS=$((best_c * 4 > 4096 ? 4096 : best_c * 4))
+    OPEN_CONNS=$best_c
     next_sku r; sku=$SKU; load_ours "$sku"
     run_lg ours-open "$OURS_URL" "$sku" "$OPEN_CONNS" "$DURATION_S" --rate "$OPEN_RATE"
+    for f in $OPEN_LOOP_CURVE; do
+        next_sku r; sku=$SKU; load_ours "$sku"
+        run_lg "ours-open-$f" "$OURS_URL" "$sku" "$OPEN_CONNS" "$DURATION_S" \
+            --rate "$(python3 -c "print(max(1, int($best * $f)))")"
+    done
     sync_lag
 }
 
@@ -594,7 +603,7 @@ report() {
     local out="$RESULTS_DIR/$STAMP"
     SKU_TOTAL_UNITS=$SKU_TOTAL_UNITS SKU_PARTITIONS=$SKU_PARTITIONS MIN_CHUNK_UNITS=$MIN_CHUNK_UNITS \
         MAX_CHUNK_UNITS=$MAX_CHUNK_UNITS REDIS_CONNS=$REDIS_CONNS MYSQL_WORKERS=$MYSQL_WORKERS \
-        WARMUP_S=$WARMUP_S SYNC_LAG_P99_MS=$SYNC_LAG_P99_MS python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
+        WARMUP_S=$WARMUP_S SYNC_LAG_P99_MS=$SYNC_LAG_P99_MS OPEN_LOOP_CURVE=$OPEN_LOOP_CURVE python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
         "$MASTER_PORTS" "$REPLICA_PORTS" "$BENCH_REDIS_PORT" "$NODES" <<'PY'
 import csv, json, os, sys
 env = os.environ
@@ -773,6 +782,13 @@ open_run["process_cpu"] = cpu("ours-open", open_run["ok"])
 open_run["rate_per_s"] = int(open_rate)
 open_run["connections"] = int(open_conns)
 open_run["offered_fraction_of_peak"] = 0.8
+open_curve = []
+for f in env["OPEN_LOOP_CURVE"].split():
+    r = lg(f"ours-open-{f}")
+    r["rate_per_s"] = max(1, int(tp["ours"] * float(f))) if tp["ours"] else None
+    r["offered_fraction_of_peak"] = float(f)
+    del r["loadgen"]
+    open_curve.append(r)
 
 # Redis time per deduction for ours: at 64 connections (or the closest count).
 rc = min(conns, key=lambda c: abs(c - 64))
@@ -833,6 +849,7 @@ result = {
     "ratios": ratios,
     "peak": {"connections": peak_c, "throughput_per_s": tp},
     "open_loop": open_run,
+    "open_loop_curve": open_curve,
     "sync_lag_p99_ms": int(env["SYNC_LAG_P99_MS"]) if env.get("SYNC_LAG_P99_MS") else None,
     "redis_per_deduction": redis_cost,
     "single_key_redis_per_request": single_key_cost,
@@ -883,7 +900,10 @@ L.append(f"**Ratios** at {peak_c} connections (where ours peaks): "
 L.append(f"**Open loop**, ours at {open_rate}/s (80% of its peak) on {open_conns} connections: "
          f"{fmt(open_run['throughput_per_s'], 0)}/s answered, p50 {open_run['p50_ms']:.2f} ms, "
          f"p99 {open_run['p99_ms']:.2f} ms, p99.9 {open_run['p999_ms']:.2f} ms, "
-         f"backlog {open_run['backlog']} (orders due but never sent).\n")
+         f"backlog {open_run['backlog']} (orders due but never sent)."
+         + "".join(f" At {int(r['offered_fraction_of_peak'] * 100)}% ({r['rate_per_s']}/s): "
+                   f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms." for r in open_curve)
+         + "\n")
 lag = env.get("SYNC_LAG_P99_MS")
 L.append(f"**MySQL sync lag** of ours over the whole run (each node's ship histogram, worst node): "
          + (f"p99 {lag} ms.\n" if lag else "not measured (see the bench log).\n"))
