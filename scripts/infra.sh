@@ -41,6 +41,7 @@ REDIS_NODES=6          # 3 masters + 3 replicas
 REDIS_MASTERS=3
 REDIS_BUS_OFFSET=10    # bus port = client port + 10
 MYSQL_OFFSET=20        # MariaDB port = base port + 20
+HTTP_OFFSET_HINT=99    # scripts and benches put daemons up to base port + 99
 READY_TIMEOUT_S=60     # bound on every wait for readiness during `up`
 REDIS_STOP_TIMEOUT_S=15
 MYSQL_STOP_TIMEOUT_S=60
@@ -507,6 +508,18 @@ on_up_exit() {
     exit "$rc"
 }
 
+# The kernel picks client ports from ip_local_port_range; a server port in
+# that range can be taken by some client connection (say, to Redis) just
+# before the server binds it, and the bind then fails at random. Warn.
+warn_ephemeral_overlap() {
+    local lo hi last=$((BASE_PORT + HTTP_OFFSET_HINT))
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+    if [ "$BASE_PORT" -le "$hi" ] && [ "$last" -ge "$lo" ]; then
+        warn "warning: ports $BASE_PORT..$last overlap the kernel's ephemeral range $lo..$hi;" \
+            "a client connection may take one of them first (pick a base below $lo)"
+    fi
+}
+
 cmd_up() {
     if [ -f "$DIR/base_port" ] && fully_up_at_recorded_port; then
         return 0
@@ -518,6 +531,7 @@ cmd_up() {
     fi
     rm -rf "${DIR:?}/redis" "${DIR:?}/mysql" "$DIR/infra.env"
     check_ports_free
+    warn_ephemeral_overlap
 
     trap on_up_exit EXIT
     trap 'exit 130' INT TERM
