@@ -313,7 +313,7 @@ infra_up() {
 }
 
 ours_up() {
-    local args=(--dir "$DIR" --nodes "$NODES")
+    local args=(--dir "$DIR" --nodes "$NODES" --http-port "$((BASE_PORT + 80))")
     # Sync workers arrive with a later issue; give one when start.sh knows them.
     if bash "$REPO_ROOT/scripts/start.sh" --help 2>/dev/null | grep -q -- '--workers'; then
         args+=(--workers 1)
