@@ -37,8 +37,9 @@
 #   - writes DIR/endpoints.env (HTTP_URL, ADMIN_SOCKET, SYNC_URLS, REDIS_SEED,
 #     MYSQL_*).
 #   The options of the first start are kept in DIR/start.env, so a later
-#   `start.sh --dir DIR` (a restart) uses the same node and worker counts, port
-#   and env file.
+#   `start.sh --dir DIR` (a restart) uses the same node and worker counts,
+#   env file and --http-port if one was given (without it the port is
+#   BASE_PORT+80 of the infrastructure of the day).
 #
 # Binaries come from $STOCK_BIN if set, else the repository's bin/; the
 # configuration from the repository's conf/, with -o overrides for every path
@@ -174,15 +175,19 @@ load_settings() {
     INFRA_ENV=$(cd "$(dirname "$INFRA_ENV")" && pwd -P)/$(basename "$INFRA_ENV")
     read_env_file "$INFRA_ENV"
     [ -n "${ENV_REDIS_SEED:-}" ] || die "$INFRA_ENV has no REDIS_SEED"
+    # An HTTP port given once (--http-port) is kept; otherwise it follows the
+    # infrastructure's base port, which may change between runs in one DIR.
+    local kept_port=$HTTP_PORT
     if [ -z "$HTTP_PORT" ]; then
         [[ "${ENV_BASE_PORT:-}" =~ ^[0-9]+$ ]] || die "$INFRA_ENV has no BASE_PORT; pass --http-port"
         HTTP_PORT=$((ENV_BASE_PORT + HTTP_PORT_OFFSET))
     fi
     {
         echo "# Written by scripts/start.sh: the options of this directory's daemons."
+        echo "# HTTP_PORT is empty unless --http-port gave one: then BASE_PORT+$HTTP_PORT_OFFSET."
         echo "NODES=$NODES"
         echo "WORKERS=$WORKERS"
-        echo "HTTP_PORT=$HTTP_PORT"
+        echo "HTTP_PORT=$kept_port"
         echo "INFRA_ENV=$INFRA_ENV"
     } >"$DIR/start.env.tmp"
     mv "$DIR/start.env.tmp" "$DIR/start.env"
