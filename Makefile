@@ -38,6 +38,7 @@ SW_SRC  := $(wildcard sync-worker/*.c)
 CTL_SRC := $(wildcard scheduler/stockctl/*.c)
 LG_SRC  := $(wildcard bench/loadgen/*.c)
 CL_SRC  := $(wildcard bench/classic/*.c)
+SB_SRC  := $(wildcard bench/scriptbench/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
@@ -46,7 +47,7 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 SH_LIB := $(BUILD)/libsh.a
 PROGS  := $(BIN)/stock-scheduler $(BIN)/stock-node $(BIN)/stock-syncd $(BIN)/stockctl \
-          $(BIN)/stock-loadgen $(BIN)/stock-classic
+          $(BIN)/stock-loadgen $(BIN)/stock-classic $(BIN)/stock-scriptbench
 FAULT_BINS := $(BIN)/tests/stock-syncd-fault
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BIN)/tests/integration/%,$(INTEG_SRC))
@@ -101,6 +102,11 @@ $(BIN)/stock-loadgen: $(call obj,$(LG_SRC)) $(SH_LIB)
 $(BIN)/stock-classic: $(call obj,$(CL_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_EVENT) $(LIB_CJSON) $(LIB_HIREDIS) $(LIB_MYSQL) -pthread $(LIB_M)
+
+# Bench only: the DEDUCT script alone on a scratch redis-server (bench/script_bench.sh).
+$(BIN)/stock-scriptbench: $(call obj,$(SB_SRC)) $(SH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_M)
 
 TEST_LIBS := $(LIB_CMOCKA) $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_MYSQL)
 
