@@ -11,7 +11,7 @@
  * (unknown SKU) too. */
 #include "lg_verify_run.h"
 
-#include "lg_admin.h"
+#include "sh_admin_client.h"
 #include "sh_clock.h"
 #include "sh_log.h"
 
@@ -23,11 +23,15 @@
 _Static_assert(LG_ADMIN_PATH_CHARS_MAX < sizeof(((struct sockaddr_un *)0)->sun_path),
                "an --admin-socket path fits sun_path with its NUL");
 
+/* The most an admin reply may hold: a registry of many SKUs is large, an audit small. */
+#define LG_ADMIN_REPLY_BYTES_MAX (64u * 1024u * 1024u)
+
 /* One admin call; on success *reply is the line (free() it). */
 static sh_err call(const lg_opts *o, const char *req, char **reply, size_t *len, char *err,
                    size_t errlen)
 {
-    return lg_admin_call(o->admin_socket, req, LG_VERIFY_CALL_TIMEOUT_MS, reply, len, err, errlen);
+    return sh_admin_call(o->admin_socket, req, LG_VERIFY_CALL_TIMEOUT_MS, LG_ADMIN_REPLY_BYTES_MAX,
+                         reply, len, err, errlen);
 }
 
 /* The SKU's pending details per the registry: 1 and *pending, or 0 when the

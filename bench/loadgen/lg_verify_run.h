@@ -1,6 +1,6 @@
 /* lg_verify_run.h -- --verify's I/O: wait for shipping to drain, then audit, per SKU.
  *
- * Talks to the scheduler's admin socket only (lg_admin.h); the judgement is
+ * Talks to the scheduler's admin socket only (sh_admin_client.h); the judgement is
  * lg_verify.h's. The wait is bounded by --drain-timeout over all SKUs
  * together; while details still wait in Redis it polls the cheap `registry`
  * (details_pending per partition) rather than the audit, because every admin

@@ -3,7 +3,7 @@
  *
  * The loadgen's modules are compiled into this test by #include (unit tests
  * link only libsh.a and the libraries, not the loadgen's objects); lg_run.c,
- * the libevent part, and lg_admin.c / lg_verify_run.c, the admin socket part
+ * the libevent part, and lg_verify_run.c, the admin socket part
  * of --verify, are exercised by the integration tests instead
  * (tests/integration/loadgen_verify.sh). The verification's comparison itself
  * (lg_verify.c) is pure and tested here. */

@@ -14,9 +14,13 @@
 #include "../../scheduler/stockctl/ctl_args.c"
 #include "../../scheduler/stockctl/ctl_fmt.c"
 #include "../../scheduler/stockctl/ctl_sock.c"
+#include "sh_clock.h"
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 /* ---- helpers ---------------------------------------------------------------- */
 
