@@ -210,8 +210,8 @@ static void pe_log_stats(pn_exec *ex, const pn_exec_stats *now, const char *when
             "%s requests=%llu items=%llu rounds=%llu script_calls=%llu items_per_call=%.1f "
             "items_per_call_p50=%llu items_per_call_p99=%llu items_per_call_max=%llu "
             "round_us_p50=%llu round_us_p99=%llu claim_moves=%llu pool_loads=%llu pipelines=%llu "
-            "give_backs=%llu "
-            "invalid_messages=%llu redis_errors=%llu reply_failures=%llu",
+            "give_backs=%llu reruns=%llu settle_queued=%llu settled=%llu settle_given_back=%llu "
+            "settle_pending=%llu invalid_messages=%llu redis_errors=%llu reply_failures=%llu",
             when, (unsigned long long)(now->requests - was->requests),
             (unsigned long long)(r->items - was->round.items),
             (unsigned long long)(r->rounds - was->round.rounds), (unsigned long long)calls,
@@ -222,6 +222,11 @@ static void pe_log_stats(pn_exec *ex, const pn_exec_stats *now, const char *when
             (unsigned long long)(r->pool_loads - was->round.pool_loads),
             (unsigned long long)(r->pipelines - was->round.pipelines),
             (unsigned long long)(r->give_backs - was->round.give_backs),
+            (unsigned long long)(r->reruns - was->round.reruns),
+            (unsigned long long)(r->settle_queued - was->round.settle_queued),
+            (unsigned long long)(r->settled - was->round.settled),
+            (unsigned long long)(r->settle_given_back - was->round.settle_given_back),
+            (unsigned long long)(r->settle_queued - r->settled - r->settle_dropped),
             (unsigned long long)(now->invalid_messages - was->invalid_messages),
             (unsigned long long)(r->redis_errors - was->round.redis_errors),
             (unsigned long long)(now->reply_failures - was->reply_failures));
@@ -266,10 +271,15 @@ static bool pe_wait(pn_exec *ex)
 {
     pthread_mutex_lock(&ex->mu);
     while (ex->qcount == 0 && ex->lcount == 0 && !ex->stopping) {
-        struct timespec until = pe_abs_mono(ex->next_tick_ms);
+        /* The round object is the executor's alone: reading when its next
+         * settle is due needs no lock. */
+        uint64_t settle_ms = pn_round_settle_due_ms(ex->round);
+        struct timespec until =
+            pe_abs_mono(settle_ms < ex->next_tick_ms ? settle_ms : ex->next_tick_ms);
         int rc = pthread_cond_timedwait(&ex->cv, &ex->mu, &until);
         if (rc == ETIMEDOUT) {
             pthread_mutex_unlock(&ex->mu);
+            pn_round_settle(ex->round);
             pe_tick(ex, false);
             pthread_mutex_lock(&ex->mu);
         } else {
@@ -296,6 +306,7 @@ static void *pe_main(void *arg)
     pn_exec *ex = arg;
     while (pe_wait(ex)) {
         pe_round(ex);
+        pn_round_settle(ex->round); /* nothing unless an entry is due */
         pe_tick(ex, false);
     }
     return NULL;

@@ -30,14 +30,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PR_MOD             "round"
 #define PR_NUM_BYTES       24 /* a decimal uint64 and its NUL */
 #define PR_CLAIM_BYTES     24 /* "P:V": u16 ':' u32 and NUL */
 #define PR_SHA_CHARS       40
-#define PR_A_ARGS_ITEM     13 /* claim (7) + INCRBY (3) + EXPIRE (3) */
-#define PR_A_CMDS_ITEM     3
-#define PR_B_ARGS_CALL     10 /* EVALSHA sha 3 st d o now low ttl n */
+#define PR_A_ARGS_ITEM     16 /* claim (7) + EVALSHA USER_TAKE (9) */
+#define PR_A_CMDS_ITEM     2
+#define PR_B_ARGS_CALL     11 /* EVALSHA sha 3 st d o now low ttl n rid */
+#define PR_RID_BYTES       40 /* "NONCE.SEQ": two hex uint64 and a dot */
+#define PR_ENTRY_BYTES     (PR_NUM_BYTES + PR_RID_BYTES) /* a user entry "QTY:RID" */
+#define PR_SETTLE_MAX      4096 /* unknown outcomes waiting to be settled */
+#define PR_SETTLE_AFTER_MS 1000 /* first settle attempt after the round, ms */
+#define PR_SETTLE_BATCH    256  /* entries settled per sweep */
 #define PR_ARGS_ITEM       (PR_B_ARGS_CALL + SH_DEDUCT_ITEM_ARGS) /* B's worst: one item a call */
 #define PR_ARGS_MAX        ((size_t)PN_ROUND_ITEMS_MAX * PR_ARGS_ITEM)
 #define PR_CMDS_MAX        ((size_t)PN_ROUND_ITEMS_MAX * PR_A_CMDS_ITEM)
@@ -45,7 +51,8 @@
 #define PR_UNITS_VALUE_MAX SH_SKU_TOTAL_UNITS_MAX /* s0/s1 read from Redis */
 
 _Static_assert(PR_ARGS_ITEM >= PR_A_ARGS_ITEM, "round A fits the argument pool");
-_Static_assert(SH_DEDUCT_FIXED_ARGS == 4 && SH_DEDUCT_ITEM_ARGS == 5, "DEDUCT's ARGV layout");
+_Static_assert(SH_DEDUCT_FIXED_ARGS == 5 && SH_DEDUCT_ITEM_ARGS == 5, "DEDUCT's ARGV layout");
+_Static_assert(PR_SETTLE_BATCH <= PR_CMDS_MAX, "a sweep fits the command pool");
 _Static_assert(SH_DEDUCT_REPLY_FIXED == 4 && SH_DEDUCT_REPLY_ITEM == 4, "DEDUCT's reply layout");
 _Static_assert(SH_STOCK_TAG_SALT_MAX <= UINT16_MAX, "salts fit pn_sku.salt");
 _Static_assert(SH_PARTITIONS_PER_SKU_MAX <= UINT16_MAX, "partitions fit u16");
@@ -67,6 +74,7 @@ enum {
     PR_LOG_SCRIPT = 1u << 3,
     PR_LOG_GIVEBACK = 1u << 4,
     PR_LOG_CACHE = 1u << 5,
+    PR_LOG_SETTLE = 1u << 6,
 };
 
 /* Working state of one item during a round. */
@@ -78,7 +86,8 @@ typedef struct pr_item {
     uint16_t part;  /* the partition the claim names: where the script runs */
     uint32_t ver;   /* the claim version it runs under */
     bool done;      /* results[i] is final */
-    bool incr;      /* the user counter holds qty for this item */
+    bool incr;      /* USER_TAKE wrote this item's entry ("QTY:RID") */
+    bool take_unknown; /* USER_TAKE's outcome is unknown: the entry may exist */
     bool over;      /* the counter passed per_user_limit */
     bool sent;      /* a DEDUCT call carried it */
     bool answered;  /* ... and told its status */
@@ -94,6 +103,9 @@ typedef struct pr_item {
     char qty_str[PR_NUM_BYTES];
     char ver_str[PR_NUM_BYTES];
     char part_str[PR_NUM_BYTES];
+    char lim_str[PR_NUM_BYTES];
+    char entry[PR_ENTRY_BYTES]; /* the user entry this round writes: "QTY:RID" */
+    size_t entry_len;
     char claim_str[PR_CLAIM_BYTES]; /* the new claim "P:1", or the expected "F:V" */
 } pr_item;
 
@@ -123,6 +135,26 @@ typedef struct pr_call {
     char n_str[PR_NUM_BYTES];
 } pr_call;
 
+/* A user entry whose order's fate is unknown (DEDUCT or USER_TAKE gave no
+ * answer): settled later by reading the order's outcome (pr_settle_run). */
+typedef struct pr_settle {
+    uint64_t due_ms; /* mono */
+    uint32_t tries;
+    uint8_t sku_len, order_len, user_len, entry_len;
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    char order[SH_ORDER_ID_CHARS_MAX + 1];
+    char user[SH_USER_ID_CHARS_MAX + 1];
+    char entry[PR_ENTRY_BYTES];
+    /* working state of one sweep */
+    int32_t cmd;
+    uint16_t part;
+    uint32_t ver;
+    uint8_t step; /* PR_ST_* */
+    size_t key_len;
+    char key[SH_STOCK_KEY_BYTES_MAX];
+    char ver_str[PR_NUM_BYTES];
+} pr_settle;
+
 /* A parsed DEDUCT reply head. */
 typedef struct pr_head {
     uint8_t a;
@@ -136,8 +168,23 @@ struct pn_round {
     sh_cluster *router;
     int sid_deduct;
     int sid_move;
+    int sid_take;
+    int sid_back;
+    int sid_settle;
     const char *sha_deduct;
     const char *sha_move;
+    const char *sha_take;
+    const char *sha_back;
+    const char *sha_settle;
+    uint64_t rid_nonce; /* random per process: round ids never repeat across restarts */
+    uint64_t rid_seq;
+    char rid[PR_RID_BYTES];
+    size_t rid_len;
+    pr_settle *settle; /* ring of PR_SETTLE_MAX */
+    size_t settle_head;
+    size_t settle_count;
+    uint64_t settle_next_ms; /* mono: the earliest due entry, UINT64_MAX when none */
+    pr_settle *settle_batch; /* PR_SETTLE_BATCH: one sweep's entries */
     pn_skus *skus;
     pn_round_stats stats;
     unsigned logged; /* PR_LOG_* already logged this round */
@@ -351,6 +398,8 @@ static void pr_begin(pn_round *r, const sh_wire_item *items, const bool *release
         it->ver = item->claim_version;
         it->done = false;
         it->incr = false;
+        it->take_unknown = false;
+        it->entry_len = 0;
         it->over = false;
         it->sent = false;
         it->answered = false;
@@ -570,15 +619,22 @@ static void pr_round_a_build(pn_round *r, const sh_wire_item *items, const bool 
         }
         size_t qlen = pr_fmt_u64(it->qty_str, sizeof it->qty_str, item->qty);
         if (!release[i] && item->per_user_limit > 0) {
+            /* The order's entry "QTY:RID" in the user's hash; it lives as long
+             * as the outcome it guards (claim_ttl_s), not forever. */
             it->user_key_len = sh_stock_key_user(it->user_key, item->sku, item->user_id);
+            int elen = snprintf(it->entry, sizeof it->entry, "%s:%s", it->qty_str, r->rid);
+            SH_ASSERT(elen > 0 && (size_t)elen < sizeof it->entry);
+            it->entry_len = (size_t)elen;
+            size_t llen = pr_fmt_u64(it->lim_str, sizeof it->lim_str, item->per_user_limit);
             c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
-            pr_args(r, c, "INCRBY");
+            pr_args(r, c, "EVALSHA");
+            pr_arg(r, c, r->sha_take, PR_SHA_CHARS);
+            pr_args(r, c, "1");
             pr_arg(r, c, it->user_key, it->user_key_len);
+            pr_arg(r, c, item->order_id, item->order_id_len);
             pr_arg(r, c, it->qty_str, qlen);
-            /* Counters live as long as the outcomes they guard, not forever. */
-            c = pr_cmd(r, it->user_key, it->user_key_len, NULL);
-            pr_args(r, c, "EXPIRE");
-            pr_arg(r, c, it->user_key, it->user_key_len);
+            pr_arg(r, c, it->lim_str, llen);
+            pr_arg(r, c, r->rid, r->rid_len);
             pr_args(r, c, r->ttl_str);
         }
     }
@@ -595,16 +651,20 @@ static void pr_round_a_read(pn_round *r, const sh_wire_item *items, const bool *
         }
         if (it->cmd_incr >= 0) {
             sh_cluster_cmd *c = &r->cmds[it->cmd_incr];
+            pr_heal_noscript(r, c, r->sid_take, 1);
             if (c->rc != SH_OK) {
-                /* It may or may not have run: do not give anything back. */
+                /* It may or may not have run: the sweep settles the entry. */
                 pr_log_once(r, PR_LOG_COUNTER, "user counter", item, c);
+                it->take_unknown = true;
                 pr_finish(it, &res[i], SH_WIRE_OUT_UNAVAILABLE);
-            } else if (c->reply->type != REDIS_REPLY_INTEGER) {
+            } else if (c->reply->type != REDIS_REPLY_INTEGER ||
+                       (c->reply->integer != 0 && c->reply->integer != 1)) {
+                /* An error reply: the script writes nothing before it checks. */
                 pr_log_once(r, PR_LOG_COUNTER, "user counter", item, c);
                 pr_finish(it, &res[i], SH_WIRE_OUT_ERROR);
             } else {
-                it->incr = true;
-                it->over = c->reply->integer > (long long)item->per_user_limit;
+                it->incr = c->reply->integer == 1;
+                it->over = c->reply->integer == 0;
             }
         }
         sh_cluster_cmd *c = &r->cmds[it->cmd_claim];
@@ -631,6 +691,13 @@ static void pr_round_a_read(pn_round *r, const sh_wire_item *items, const bool *
                    !pr_parse_claim(rep->str, rep->len, &it->part, &it->ver)) {
             pr_log_once(r, PR_LOG_CLAIM, "claim", item, c);
             pr_finish(it, &res[i], SH_WIRE_OUT_ERROR);
+            continue;
+        }
+        if (release[i] && item->claim_version > 0 && it->part == item->from_partition &&
+            it->ver == item->claim_version) {
+            /* A follow-up of a release that met a tombstone under this very
+             * claim: it has not moved since, so no partition holds the order. */
+            pr_finish(it, &res[i], SH_WIRE_OUT_UNKNOWN_ORDER);
             continue;
         }
         res[i].partition = it->part;
@@ -722,6 +789,7 @@ static void pr_round_b_build(pn_round *r, const sh_wire_item *items, const bool 
         pr_args(r, c, r->low_str);
         pr_args(r, c, r->ttl_str);
         pr_arg(r, c, call->n_str, nlen);
+        pr_arg(r, c, r->rid, r->rid_len);
         for (uint32_t j = 0; j < call->n; j++) {
             const sh_wire_item *item = &items[r->keys[call->first + j].idx];
             pr_arg(r, c, item->order_id, item->order_id_len);
@@ -750,7 +818,7 @@ static void pr_round_b_build(pn_round *r, const sh_wire_item *items, const bool 
 static bool pr_item_reply_ok(const redisReply *const *v, const sh_wire_item *item, bool release,
                              long long *status, long long *seq, long long *qty)
 {
-    if (!pr_reply_int(v[0], SH_ITEM_OK, SH_ITEM_UNKNOWN, status) ||
+    if (!pr_reply_int(v[0], SH_ITEM_OK, SH_ITEM_RELEASED, status) ||
         !pr_reply_int(v[1], 0, INT64_MAX, seq) || !pr_reply_int(v[2], 0, SH_QTY_UNITS_MAX, qty)) {
         return false;
     }
@@ -762,7 +830,7 @@ static bool pr_item_reply_ok(const redisReply *const *v, const sh_wire_item *ite
         if (*status == SH_ITEM_OK || *status == SH_ITEM_DUPLICATE) {
             return *seq >= 1 && *qty >= 1;
         }
-        return *status == SH_ITEM_UNKNOWN;
+        return *status == SH_ITEM_UNKNOWN || *status == SH_ITEM_MOVED;
     }
     switch (*status) {
     case SH_ITEM_OK:
@@ -770,6 +838,8 @@ static bool pr_item_reply_ok(const redisReply *const *v, const sh_wire_item *ite
         return *seq >= 1 && *qty == (long long)item->qty;
     case SH_ITEM_CONFLICT:
         return *seq >= 1 && *qty != (long long)item->qty;
+    case SH_ITEM_RELEASED:
+        return *seq >= 1 && *qty >= 1;
     case SH_ITEM_USER_LIMIT:
     case SH_ITEM_INSUFFICIENT:
     case SH_ITEM_MOVED:
@@ -828,6 +898,8 @@ static sh_wire_outcome pr_outcome(long long status)
         return SH_WIRE_OUT_RETRY;
     case SH_ITEM_UNKNOWN:
         return SH_WIRE_OUT_UNKNOWN_ORDER;
+    case SH_ITEM_RELEASED:
+        return SH_WIRE_OUT_RELEASED;
     default:
         SH_ASSERT(!"status validated by pr_item_reply_ok");
         return SH_WIRE_OUT_ERROR;
@@ -842,9 +914,20 @@ static void pr_round_b_read(pn_round *r, const sh_wire_item *items, const bool *
         sh_cluster_cmd *c = &r->cmds[call->cmd];
         pr_heal_noscript(r, c, r->sid_deduct, 3);
         const sh_wire_item *first = &items[r->keys[call->first].idx];
+        if (c->rc != SH_OK) {
+            /* The call may have run. It carries this round's id, so running it
+             * again changes nothing and answers as the first run did (the
+             * DEDUCT contract in sh_stock.c): ask once more, now, before any
+             * later round writes to the partition. */
+            pr_log_once(r, PR_LOG_SCRIPT, "deduct script, asking again", first, c);
+            r->stats.reruns++;
+            c->rc = sh_cluster_evalsha(r->router, r->sid_deduct, 3, &c->argv[3], &c->argvlen[3],
+                                       c->argc - 6, &c->argv[6], &c->argvlen[6], &c->reply);
+        }
         pr_head head;
         if (c->rc != SH_OK || !pr_reply_ok(r, call, c->reply, items, release, &head)) {
-            /* The call may have run: its items' fate is unknown to us. */
+            /* Still no answer: its items' fate is unknown to us; the sweep
+             * settles their user entries (pr_settle_add). */
             pr_log_once(r, PR_LOG_SCRIPT, "deduct script", first, c);
             for (uint32_t j = 0; j < call->n; j++) {
                 uint32_t i = r->keys[call->first + j].idx;
@@ -897,8 +980,34 @@ static void pr_round_b(pn_round *r, const sh_wire_item *items, const bool *relea
     pr_cmds_free(r);
 }
 
-/* ==== round C: give user counters back ===================================== */
+/* ==== round C: user entries given back, fixed, or left to settle ========== */
 
+static void pr_settle_add(pn_round *r, const sh_wire_item *item, const char *user, size_t user_len,
+                          const pr_item *it);
+
+/* Appends USER_BACK(order, entry) on key: entry "QTY:RID" gives back only what
+ * this round wrote, "*" whatever the order holds (a release). */
+static void pr_user_back(pn_round *r, pr_item *it, const sh_wire_item *item, const char *entry,
+                         size_t entry_len)
+{
+    sh_cluster_cmd *c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
+    pr_args(r, c, "EVALSHA");
+    pr_arg(r, c, r->sha_back, PR_SHA_CHARS);
+    pr_args(r, c, "1");
+    pr_arg(r, c, it->user_key, it->user_key_len);
+    pr_arg(r, c, item->order_id, item->order_id_len);
+    pr_arg(r, c, entry, entry_len);
+}
+
+/* The per-user entries after the answers (DESIGN.md 5a): an entry stays
+ * exactly while its order holds units.
+ * - A deduction that surely did not happen here (never sent; refused; the
+ *   order was released) gives back the entry this round wrote, only while it
+ *   still reads "QTY:RID" (a retry of the order may have re-taken it since).
+ * - CONFLICT: the order holds its first qty, so the entry says that qty.
+ * - A release that gave units back (now or before) deletes the order's entry.
+ * - An unknown outcome keeps the entry and queues it for the sweep, which
+ *   reads the order's outcome and gives back what was never deducted. */
 static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *release, size_t n)
 {
     pr_cmds_reset(r);
@@ -906,27 +1015,38 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
         pr_item *it = &r->it[i];
         const sh_wire_item *item = &items[i];
         SH_ASSERT(it->done);
-        it->cmd_incr = -1; /* from here on: this round's DECRBY entry */
+        it->cmd_incr = -1; /* from here on: this round's give-back entry */
         if (!release[i]) {
-            /* Back when the deduction surely did not happen: never sent, or
-             * answered with anything but a new OK. */
-            bool back = it->incr && (!it->sent || (it->answered && it->status != SH_ITEM_OK));
-            if (!back) {
+            bool unknown = it->take_unknown || (it->incr && it->sent && !it->answered);
+            if (unknown) {
+                pr_settle_add(r, item, item->user_id, item->user_id_len, it);
                 continue;
             }
-            sh_cluster_cmd *c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
-            pr_args(r, c, "DECRBY");
-            pr_arg(r, c, it->user_key, it->user_key_len);
-            pr_args(r, c, it->qty_str);
-        } else if (it->answered && it->status == SH_ITEM_OK && item->per_user_limit > 0 &&
-                   it->ruser_len > 0) {
-            /* The units went back now: so does the user's share of the limit. */
+            if (!it->incr) {
+                continue;
+            }
+            bool held = it->answered && (it->status == SH_ITEM_OK ||
+                                         it->status == SH_ITEM_DUPLICATE);
+            if (held) {
+                continue;
+            }
+            if (it->answered && it->status == SH_ITEM_CONFLICT) {
+                int len = snprintf(it->entry, sizeof it->entry, "%" PRIu32 ":%s", it->rqty, r->rid);
+                SH_ASSERT(len > 0 && (size_t)len < sizeof it->entry);
+                sh_cluster_cmd *c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
+                pr_args(r, c, "HSET");
+                pr_arg(r, c, it->user_key, it->user_key_len);
+                pr_arg(r, c, item->order_id, item->order_id_len);
+                pr_arg(r, c, it->entry, (size_t)len);
+                continue;
+            }
+            pr_user_back(r, it, item, it->entry, it->entry_len);
+        } else if (it->answered &&
+                   (it->status == SH_ITEM_OK || it->status == SH_ITEM_DUPLICATE) &&
+                   item->per_user_limit > 0 && it->ruser_len > 0) {
+            /* The units went back: so does the order's share of the limit. */
             it->user_key_len = sh_stock_key_user(it->user_key, item->sku, it->ruser);
-            size_t qlen = pr_fmt_u64(it->qty_str, sizeof it->qty_str, it->rqty);
-            sh_cluster_cmd *c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
-            pr_args(r, c, "DECRBY");
-            pr_arg(r, c, it->user_key, it->user_key_len);
-            pr_arg(r, c, it->qty_str, qlen);
+            pr_user_back(r, it, item, "*", 1);
         }
     }
     if (r->ncmds == 0) {
@@ -935,13 +1055,239 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
     r->stats.give_backs += r->ncmds;
     pr_pipeline(r);
     for (size_t i = 0; i < n; i++) {
-        const sh_cluster_cmd *c = r->it[i].cmd_incr >= 0 ? &r->cmds[r->it[i].cmd_incr] : NULL;
-        if (c != NULL && (c->rc != SH_OK || c->reply->type != REDIS_REPLY_INTEGER)) {
-            /* The counter stays high: the user may be refused early, never late. */
-            pr_log_once(r, PR_LOG_GIVEBACK, "user counter give-back", &items[i], c);
+        pr_item *it = &r->it[i];
+        sh_cluster_cmd *c = it->cmd_incr >= 0 ? &r->cmds[it->cmd_incr] : NULL;
+        if (c == NULL) {
+            continue;
+        }
+        pr_heal_noscript(r, c, r->sid_back, 1);
+        if (c->rc != SH_OK || c->reply->type != REDIS_REPLY_INTEGER) {
+            /* The entry may stay: the sweep settles it from the order's outcome. */
+            pr_log_once(r, PR_LOG_GIVEBACK, "user entry give-back", &items[i], c);
+            const char *user = release[i] ? it->ruser : items[i].user_id;
+            size_t ulen = release[i] ? it->ruser_len : items[i].user_id_len;
+            pr_settle_add(r, &items[i], user, ulen, it);
         }
     }
     pr_cmds_free(r);
+}
+
+/* ==== the sweep: settle user entries of unknown outcomes ==================== */
+
+enum { PR_ST_CLAIM = 0, PR_ST_SETTLE, PR_ST_BACK, PR_ST_DONE, PR_ST_RETRY };
+
+static void pr_settle_add(pn_round *r, const sh_wire_item *item, const char *user, size_t user_len,
+                          const pr_item *it)
+{
+    if (user_len == 0) {
+        return;
+    }
+    if (r->settle_count == PR_SETTLE_MAX) {
+        r->stats.settle_dropped++;
+        SH_WARN(PR_MOD, "settle queue full, entry left to its ttl sku=%s order=%s cap=%d",
+                item->sku, item->order_id, PR_SETTLE_MAX);
+        return;
+    }
+    pr_settle *e = &r->settle[(r->settle_head + r->settle_count) % PR_SETTLE_MAX];
+    memset(e, 0, sizeof *e);
+    e->due_ms = sh_clock_mono_ms() + PR_SETTLE_AFTER_MS;
+    e->sku_len = (uint8_t)item->sku_len;
+    memcpy(e->sku, item->sku, item->sku_len);
+    e->order_len = (uint8_t)item->order_id_len;
+    memcpy(e->order, item->order_id, item->order_id_len);
+    e->user_len = (uint8_t)user_len;
+    memcpy(e->user, user, user_len);
+    /* A take whose outcome is unknown, or a give-back that failed: the entry
+     * may read "QTY:RID"; a release's give-back: any entry of the order. */
+    if (it->entry_len > 0 && it->entry_len < sizeof e->entry && (it->incr || it->take_unknown)) {
+        memcpy(e->entry, it->entry, it->entry_len);
+        e->entry_len = (uint8_t)it->entry_len;
+    } else {
+        e->entry[0] = '*';
+        e->entry_len = 1;
+    }
+    r->settle_count++;
+    if (e->due_ms < r->settle_next_ms) {
+        r->settle_next_ms = e->due_ms;
+    }
+    r->stats.settle_queued++;
+}
+
+uint64_t pn_round_settle_due_ms(const pn_round *r)
+{
+    SH_ASSERT(r != NULL);
+    return r->settle_count == 0 ? UINT64_MAX : r->settle_next_ms;
+}
+
+/* Puts e at the tail of the queue (there is room: it was just taken out). */
+static void pr_settle_push(pn_round *r, const pr_settle *e)
+{
+    SH_ASSERT(r->settle_count < PR_SETTLE_MAX);
+    r->settle[(r->settle_head + r->settle_count) % PR_SETTLE_MAX] = *e;
+    r->settle_count++;
+    if (e->due_ms < r->settle_next_ms) {
+        r->settle_next_ms = e->due_ms;
+    }
+}
+
+/* The layout of a SKU for the sweep: the cache, else one pool read. */
+static const pn_sku *pr_settle_sku(pn_round *r, const pr_settle *e)
+{
+    const pn_sku *sku = pn_skus_find(r->skus, e->sku, e->sku_len);
+    if (sku != NULL) {
+        return sku;
+    }
+    char key[SH_STOCK_KEY_BYTES_MAX];
+    size_t klen = sh_stock_key_pool(key, e->sku);
+    const char *argv[2] = {"HGETALL", key};
+    const size_t lens[2] = {7, klen};
+    redisReply *rep = NULL;
+    if (sh_cluster_command(r->router, key, klen, 2, argv, lens, &rep) != SH_OK) {
+        return NULL;
+    }
+    pn_sku fresh;
+    memset(&fresh, 0, sizeof fresh);
+    if (pn_skus_count(r->skus) < pn_skus_capacity(r->skus) &&
+        pn_skus_parse_pool(rep, &fresh) == SH_OK) {
+        memcpy(fresh.id, e->sku, e->sku_len);
+        fresh.id[e->sku_len] = '\0';
+        fresh.id_len = e->sku_len;
+        (void)pn_skus_put(r->skus, &fresh);
+    }
+    freeReplyObject(rep);
+    return pn_skus_find(r->skus, e->sku, e->sku_len);
+}
+
+/* One pipelined step of the sweep over batch[0..n): builds what each entry in
+ * `step` needs, sends it, and moves each entry on by its reply. */
+static void pr_settle_step(pn_round *r, pr_settle *batch, size_t n, uint8_t step)
+{
+    pr_cmds_reset(r);
+    for (size_t k = 0; k < n; k++) {
+        pr_settle *e = &batch[k];
+        e->cmd = -1;
+        if (e->step != step) {
+            continue;
+        }
+        sh_cluster_cmd *c;
+        if (step == PR_ST_CLAIM) {
+            e->key_len = sh_stock_key_claim(e->key, e->sku, e->order);
+            c = pr_cmd(r, e->key, e->key_len, &e->cmd);
+            pr_args(r, c, "GET");
+            pr_arg(r, c, e->key, e->key_len);
+        } else if (step == PR_ST_SETTLE) {
+            const pn_sku *sku = pr_settle_sku(r, e);
+            if (sku == NULL || e->part >= sku->parts) {
+                e->step = PR_ST_RETRY;
+                continue;
+            }
+            e->key_len = sh_stock_key_part(e->key, e->sku, e->part, sku->salt[e->part], 'o');
+            size_t vlen = pr_fmt_u64(e->ver_str, sizeof e->ver_str, e->ver);
+            c = pr_cmd(r, e->key, e->key_len, &e->cmd);
+            pr_args(r, c, "EVALSHA");
+            pr_arg(r, c, r->sha_settle, PR_SHA_CHARS);
+            pr_args(r, c, "1");
+            pr_arg(r, c, e->key, e->key_len);
+            pr_arg(r, c, e->order, e->order_len);
+            pr_arg(r, c, e->ver_str, vlen);
+        } else {
+            e->key_len = sh_stock_key_user(e->key, e->sku, e->user);
+            c = pr_cmd(r, e->key, e->key_len, &e->cmd);
+            pr_args(r, c, "EVALSHA");
+            pr_arg(r, c, r->sha_back, PR_SHA_CHARS);
+            pr_args(r, c, "1");
+            pr_arg(r, c, e->key, e->key_len);
+            pr_arg(r, c, e->order, e->order_len);
+            pr_arg(r, c, e->entry, e->entry_len);
+        }
+    }
+    pr_pipeline(r);
+    for (size_t k = 0; k < n; k++) {
+        pr_settle *e = &batch[k];
+        if (e->cmd < 0) {
+            continue;
+        }
+        sh_cluster_cmd *c = &r->cmds[e->cmd];
+        if (step != PR_ST_CLAIM) {
+            pr_heal_noscript(r, c, step == PR_ST_SETTLE ? r->sid_settle : r->sid_back, 1);
+        }
+        const redisReply *rep = c->rc == SH_OK ? c->reply : NULL;
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            e->step = PR_ST_RETRY;
+        } else if (step == PR_ST_CLAIM) {
+            if (rep->type == REDIS_REPLY_NIL) {
+                e->step = PR_ST_BACK; /* never claimed: nothing can hold it */
+            } else if (rep->type == REDIS_REPLY_STRING &&
+                       pr_parse_claim(rep->str, rep->len, &e->part, &e->ver)) {
+                e->step = PR_ST_SETTLE;
+            } else {
+                e->step = PR_ST_RETRY;
+            }
+        } else if (step == PR_ST_SETTLE) {
+            /* 1: the order holds units, its entry stays; 0: it holds none,
+             * and no late copy of its DEDUCT can take any now. */
+            e->step = rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 ? PR_ST_BACK
+                      : rep->type == REDIS_REPLY_INTEGER                    ? PR_ST_DONE
+                                                                            : PR_ST_RETRY;
+            if (e->step == PR_ST_DONE) {
+                r->stats.settle_kept++;
+            }
+        } else {
+            e->step = rep->type == REDIS_REPLY_INTEGER ? PR_ST_DONE : PR_ST_RETRY;
+            if (e->step == PR_ST_DONE) {
+                r->stats.settle_given_back += rep->integer == 1;
+            }
+        }
+    }
+    pr_cmds_free(r);
+}
+
+void pn_round_settle(pn_round *r)
+{
+    SH_ASSERT(r != NULL);
+    uint64_t now = sh_clock_mono_ms();
+    if (r->settle_count == 0 || r->settle_next_ms > now) {
+        return;
+    }
+    /* One pass over the queue: the due entries (up to a batch) come out, the
+     * others go back to the tail in their order. */
+    pr_settle *batch = r->settle_batch;
+    size_t n = 0, pass = r->settle_count;
+    r->settle_next_ms = UINT64_MAX;
+    for (size_t k = 0; k < pass; k++) {
+        pr_settle e = r->settle[r->settle_head];
+        r->settle_head = (r->settle_head + 1) % PR_SETTLE_MAX;
+        r->settle_count--;
+        if (e.due_ms <= now && n < PR_SETTLE_BATCH) {
+            batch[n] = e;
+            batch[n].step = PR_ST_CLAIM;
+            n++;
+        } else {
+            pr_settle_push(r, &e);
+        }
+    }
+    SH_ASSERT(n > 0);
+    r->logged = 0;
+    pr_settle_step(r, batch, n, PR_ST_CLAIM);
+    pr_settle_step(r, batch, n, PR_ST_SETTLE);
+    pr_settle_step(r, batch, n, PR_ST_BACK);
+    for (size_t k = 0; k < n; k++) {
+        pr_settle *e = &batch[k];
+        SH_ASSERT(e->step == PR_ST_DONE || e->step == PR_ST_RETRY);
+        if (e->step == PR_ST_DONE) {
+            r->stats.settled++;
+            continue;
+        }
+        /* Redis still not answering: again later, backing off to a minute. */
+        e->tries++;
+        uint64_t wait = (uint64_t)PR_SETTLE_AFTER_MS << (e->tries < 6 ? e->tries : 6);
+        e->due_ms = now + wait;
+        pr_settle_push(r, e); /* room: the batch was taken out of the queue */
+        if ((r->logged & PR_LOG_SETTLE) == 0) {
+            r->logged |= PR_LOG_SETTLE;
+            SH_WARN(PR_MOD, "settle deferred sku=%s order=%s tries=%u", e->sku, e->order, e->tries);
+        }
+    }
 }
 
 /* ==== lifecycle ============================================================ */
@@ -973,28 +1319,42 @@ sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *rout
     r->loads = calloc(SH_SKUS_MAX, sizeof *r->loads);
     r->keys = calloc(PN_ROUND_ITEMS_MAX, sizeof *r->keys);
     r->calls = calloc(PN_ROUND_ITEMS_MAX, sizeof *r->calls);
+    r->settle = calloc(PR_SETTLE_MAX, sizeof *r->settle);
+    r->settle_batch = calloc(PR_SETTLE_BATCH, sizeof *r->settle_batch);
+    r->settle_next_ms = UINT64_MAX;
     r->cmds = calloc(PR_CMDS_MAX, sizeof *r->cmds);
     r->argv = calloc(PR_ARGS_MAX, sizeof *r->argv);
     r->argvlen = calloc(PR_ARGS_MAX, sizeof *r->argvlen);
     if (r->it == NULL || r->loads == NULL || r->keys == NULL || r->calls == NULL ||
+        r->settle == NULL || r->settle_batch == NULL ||
         r->cmds == NULL || r->argv == NULL || r->argvlen == NULL) {
         pn_round_free(r);
         return SH_ENOMEM;
     }
-    rc = sh_cluster_script_add(router, sh_stock_script_text(SH_SCRIPT_DEDUCT), &r->sid_deduct);
-    if (rc == SH_OK) {
-        rc =
-            sh_cluster_script_add(router, sh_stock_script_text(SH_SCRIPT_CLAIM_MOVE), &r->sid_move);
+    const struct {
+        sh_stock_script s;
+        int *sid;
+        const char **sha;
+    } scripts[] = {
+        {SH_SCRIPT_DEDUCT, &r->sid_deduct, &r->sha_deduct},
+        {SH_SCRIPT_CLAIM_MOVE, &r->sid_move, &r->sha_move},
+        {SH_SCRIPT_USER_TAKE, &r->sid_take, &r->sha_take},
+        {SH_SCRIPT_USER_BACK, &r->sid_back, &r->sha_back},
+        {SH_SCRIPT_SETTLE, &r->sid_settle, &r->sha_settle},
+    };
+    for (size_t k = 0; k < sizeof scripts / sizeof scripts[0] && rc == SH_OK; k++) {
+        rc = sh_cluster_script_add(router, sh_stock_script_text(scripts[k].s), scripts[k].sid);
+        if (rc == SH_OK) {
+            *scripts[k].sha = sh_cluster_script_sha(router, *scripts[k].sid);
+            SH_ASSERT(*scripts[k].sha != NULL && strlen(*scripts[k].sha) == PR_SHA_CHARS);
+        }
     }
     if (rc != SH_OK) {
         SH_ERROR(PR_MOD, "cannot load the scripts err=%s", sh_strerror(rc));
         pn_round_free(r);
         return rc;
     }
-    r->sha_deduct = sh_cluster_script_sha(router, r->sid_deduct);
-    r->sha_move = sh_cluster_script_sha(router, r->sid_move);
-    SH_ASSERT(r->sha_deduct != NULL && strlen(r->sha_deduct) == PR_SHA_CHARS);
-    SH_ASSERT(r->sha_move != NULL && strlen(r->sha_move) == PR_SHA_CHARS);
+    r->rid_nonce = sh_clock_wall_ms() ^ ((uint64_t)getpid() << 40) ^ sh_clock_mono_ns();
     *out = r;
     return SH_OK;
 }
@@ -1009,6 +1369,8 @@ void pn_round_free(pn_round *r)
     free(r->loads);
     free(r->keys);
     free(r->calls);
+    free(r->settle);
+    free(r->settle_batch);
     free(r->cmds);
     free(r->argv);
     free(r->argvlen);
@@ -1030,6 +1392,11 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
     r->logged = 0;
     r->stats.rounds++;
     r->stats.items += n;
+    /* This round's id: DEDUCT records it so a re-run answers as the first run;
+     * user entries carry it so a give-back deletes only what this round wrote. */
+    int rl = snprintf(r->rid, sizeof r->rid, "%" PRIx64 ".%" PRIx64, r->rid_nonce, ++r->rid_seq);
+    SH_ASSERT(rl > 0 && (size_t)rl < sizeof r->rid);
+    r->rid_len = (size_t)rl;
     pr_begin(r, items, release, n, results);
     pr_resolve(r, items, release, n, results);
     pr_round_a(r, items, release, n, results);
@@ -1044,7 +1411,7 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
             pn_skus_remove(r->skus, items[i].sku, items[i].sku_len);
             r->it[i].sku = NULL;
         }
-        SH_ASSERT(results[i].status <= SH_WIRE_OUT_ERROR && results[i].qty <= SH_QTY_UNITS_MAX);
+        SH_ASSERT(results[i].status <= SH_WIRE_OUT_LAST_ && results[i].qty <= SH_QTY_UNITS_MAX);
     }
     sh_hist_record(&r->stats.round_us, sh_clock_mono_us() - t0);
 }

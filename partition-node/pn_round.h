@@ -6,12 +6,16 @@
  *
  *   0. (only for SKUs not cached yet) HGETALL of the pools: partition salts.
  *   A. claims and user counters: SET {o:..} "P:1" NX GET EX ttl | EVALSHA
- *      CLAIM_MOVE | GET {o:..} (release), plus INCRBY/EXPIRE {u:..} for items
- *      with a per-user limit.
+ *      CLAIM_MOVE | GET {o:..} (release), plus EVALSHA USER_TAKE {u:..} for
+ *      items with a per-user limit (an entry order -> "QTY:ROUND_ID").
  *   B. one EVALSHA DEDUCT per (SKU, claim partition) group, at most
  *      batch_items_max items each, all groups in one pipeline.
- *   C. (only when needed) DECRBY {u:..}: counters given back for deductions
- *      that did not happen and for releases that returned units.
+ *   C. (only when needed) EVALSHA USER_BACK {u:..}: entries given back for
+ *      deductions that did not happen and for releases that returned units.
+ *
+ * Each round has an id (random per process + a counter). DEDUCT calls carry
+ * it, so a call whose outcome the router could not tell (SH_EUNKNOWN, a
+ * timeout) is asked again at once and answers as its first run did.
  *
  * Redis therefore sees one script call per partition per round, not one per
  * request. Every reply is validated; nothing read from Redis is asserted on.
@@ -51,7 +55,13 @@ typedef struct pn_round_stats {
     uint64_t pool_loads;    /* HGETALL of a pool (cache misses) */
     uint64_t pipelines;     /* sh_cluster_pipeline calls (round trips per master) */
     uint64_t redis_errors;  /* router failures, error and malformed replies (each logged) */
-    uint64_t give_backs;    /* DECRBY of user counters sent */
+    uint64_t give_backs;    /* user entries given back or fixed (USER_BACK, HSET) */
+    uint64_t reruns;        /* DEDUCT calls asked again after an unknown outcome */
+    uint64_t settle_queued; /* user entries of unknown outcomes queued for the sweep */
+    uint64_t settled;       /* ... settled by it */
+    uint64_t settle_kept;   /* ... whose order held units (entry kept) */
+    uint64_t settle_given_back; /* ... whose entry was given back */
+    uint64_t settle_dropped; /* ... not queued: the queue was full (left to the ttl) */
     sh_hist items_per_call; /* items per DEDUCT call */
     sh_hist round_us;       /* wall time of a whole round (claims, scripts, give-backs), us */
 } pn_round_stats;
@@ -74,6 +84,18 @@ void pn_round_free(pn_round *r);
  * Items must have passed sh_wire_items_decode; ids are validated again here. */
 void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, size_t n,
                   sh_wire_result *results);
+
+/* The sweep (DESIGN.md 5a): settles the user entries of items whose outcome
+ * was unknown (DEDUCT or USER_TAKE gave no answer). For each due entry it
+ * reads the order's claim, runs SETTLE on the partition the claim names (the
+ * order's outcome decides, and a tombstone stops any late copy of the DEDUCT)
+ * and gives the entry back when the order holds nothing. Entries Redis cannot
+ * settle now come back later with a back-off. A few pipelines per call;
+ * nothing when no entry is due. Owner thread only. */
+void pn_round_settle(pn_round *r);
+
+/* When the next entry is due (mono ms), UINT64_MAX when none is queued. */
+uint64_t pn_round_settle_due_ms(const pn_round *r);
 
 /* The counters; valid until pn_round_free. Owner thread only. */
 const pn_round_stats *pn_round_stats_get(const pn_round *r);

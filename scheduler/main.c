@@ -41,6 +41,7 @@ typedef struct main_state {
     sch_ctx *ctx;
     sch_route *route;
     struct event *drain_ev;
+    struct event *retry_ev; /* pool work left pending (sch_pool_retry) */
     uint64_t drain_deadline_ms; /* mono */
     int stopping;
 } main_state;
@@ -86,6 +87,21 @@ static void main_drain_cb(evutil_socket_t fd, short what, void *arg)
         event_del(m->drain_ev);
         SH_INFO("main", "stopping pending=%zu", sch_route_pending(m->route));
         main_finish(m);
+    }
+}
+
+/* Every SCH_POOL_RETRY_MS: grants and returns a failed or unknown step left
+ * pending are finished, whatever the pool holds, so no unit waits for a
+ * restart. Nothing to do costs a scan of the registry. */
+static void main_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    main_state *m = arg;
+    size_t left = 0;
+    sh_err rc = sch_pool_retry(m->ctx->pool, m->ctx->reg, &left);
+    if (rc != SH_OK) {
+        SH_WARN("main", "pool work still pending partitions=%zu err=%s", left, sh_strerror(rc));
     }
 }
 
@@ -229,6 +245,12 @@ int main(int argc, char **argv)
     }
 
     m.drain_ev = event_new(ctx.base, -1, EV_PERSIST, main_drain_cb, &m);
+    m.retry_ev = event_new(ctx.base, -1, EV_PERSIST, main_retry_cb, &m);
+    struct timeval retry_tv = {SCH_POOL_RETRY_MS / 1000, (SCH_POOL_RETRY_MS % 1000) * 1000};
+    if (m.retry_ev == NULL || event_add(m.retry_ev, &retry_tv) != 0) {
+        SH_ERROR("main", "pool retry timer failed");
+        goto out;
+    }
     sigterm_ev = evsignal_new(ctx.base, SIGTERM, main_signal_cb, &m);
     sigint_ev = evsignal_new(ctx.base, SIGINT, main_signal_cb, &m);
     if (m.drain_ev == NULL || sigterm_ev == NULL || sigint_ev == NULL ||
@@ -278,6 +300,9 @@ out:
     }
     if (m.drain_ev != NULL) {
         event_free(m.drain_ev);
+    }
+    if (m.retry_ev != NULL) {
+        event_free(m.retry_ev);
     }
     if (ctx.base != NULL) {
         event_base_free(ctx.base);

@@ -256,6 +256,18 @@ static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag
         cJSON_AddNumberToObject(o, "rate_units_per_s", rate) == NULL) {
         return -1;
     }
+    if (sch_part_pending(p)) {
+        /* Pool work a failed step left; the retry timer finishes it. */
+        uint64_t now = sh_clock_mono_ms();
+        cJSON *pw = cJSON_AddObjectToObject(o, "pending_work");
+        if (pw == NULL || sch_admin_add_u64(pw, "grant_id", p->stuck_grant_id) != 0 ||
+            sch_admin_add_i64(pw, "grant_units", p->stuck_grant_units) != 0 ||
+            sch_admin_add_u64(pw, "doubt_grant_id", p->doubt_grant_id) != 0 ||
+            sch_admin_add_u64(pw, "return_id", p->return_id) != 0 ||
+            sch_admin_add_u64(pw, "age_ms", now - p->pending_since_ms) != 0) {
+            return -1;
+        }
+    }
     if (lag != NULL &&
         (sch_admin_add_u64(o, "details_pending", lag->details_pending) != 0 ||
          sch_admin_add_u64(o, "oldest_pending_age_ms", lag->oldest_pending_age_ms) != 0)) {

@@ -44,6 +44,8 @@ struct sch_pool {
     sch_pool_config cfg;
     char seeds[256];
     int script[SH_SCRIPT_COUNT_];
+    uint64_t epoch; /* the scheduler's lease epoch: every grant and return carries it */
+    char epoch_str[SCH_POOL_NUM_BYTES];
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -51,7 +53,7 @@ struct sch_pool {
 static const sh_stock_script sch_pool_scripts[] = {
     SH_SCRIPT_PART_INIT,   SH_SCRIPT_POOL_INIT,    SH_SCRIPT_GRANT_BEGIN, SH_SCRIPT_GRANT_APPLY,
     SH_SCRIPT_JOURNAL_END, SH_SCRIPT_RETURN_BEGIN, SH_SCRIPT_RETURN_TAKE, SH_SCRIPT_RETURN_APPLY,
-    SH_SCRIPT_RETURN_END,  SH_SCRIPT_RESTOCK,
+    SH_SCRIPT_RETURN_END,  SH_SCRIPT_RESTOCK,      SH_SCRIPT_EPOCH_STAMP,
 };
 
 /* Runs script s with string keys and args. A Redis error reply becomes
@@ -147,6 +149,7 @@ sh_err sch_pool_open(sch_pool **out, const sch_pool_config *cfg)
     p->cfg = *cfg;
     snprintf(p->seeds, sizeof p->seeds, "%s", cfg->redis_seeds);
     p->cfg.redis_seeds = p->seeds;
+    snprintf(p->epoch_str, sizeof p->epoch_str, "0");
     sh_err rc = sh_cluster_open(&p->c, p->seeds, cfg->redis_timeout_ms);
     if (rc != SH_OK) {
         free(p);
@@ -172,6 +175,13 @@ void sch_pool_close(sch_pool *p)
     }
     sh_cluster_close(p->c);
     free(p);
+}
+
+void sch_pool_set_epoch(sch_pool *p, uint64_t epoch)
+{
+    SH_ASSERT(p != NULL && epoch >= p->epoch);
+    p->epoch = epoch;
+    snprintf(p->epoch_str, sizeof p->epoch_str, "%" PRIu64, epoch);
 }
 
 struct sh_cluster *sch_pool_router(sch_pool *p)
@@ -316,6 +326,11 @@ static sh_err sch_pool_read_pool(sch_pool *p, sch_sku *s, redisReply **hash_out)
     }
     s->avail = avail;
     s->total = total;
+    int64_t nextid = 0;
+    if (sch_pool_field_i64(r, "nextid", &nextid) == 0 && nextid > 0 &&
+        (uint64_t)nextid > s->next_id) {
+        s->next_id = (uint64_t)nextid; /* ours only grows: ids in doubt stay spent */
+    }
     if (hash_out != NULL) {
         *hash_out = r;
     } else {
@@ -393,6 +408,27 @@ static void sch_pool_part_keys(const sch_sku *s, const sch_part *part, char *st)
     sh_stock_key_part(st, s->id, part->index, part->salt, 's');
 }
 
+/* Whether a failed step may have run: only an error reply (the script
+ * checked and refused before writing) surely did not. */
+static int sch_pool_maybe_ran(sh_err rc)
+{
+    return rc != SH_OK && rc != SH_EREDIS && rc != SH_EINVAL;
+}
+
+static void sch_pool_note_pending(sch_part *part)
+{
+    if (part->pending_since_ms == 0) {
+        part->pending_since_ms = sh_clock_mono_ms();
+    }
+}
+
+static void sch_pool_clear_pending(sch_part *part)
+{
+    if (!sch_part_pending(part)) {
+        part->pending_since_ms = 0;
+    }
+}
+
 /* Phase 2 and 3 of grant id (units u) to part. */
 static sh_err sch_pool_grant_finish(sch_pool *p, sch_sku *s, sch_part *part, uint64_t id, int64_t u)
 {
@@ -404,25 +440,25 @@ static sh_err sch_pool_grant_finish(sch_pool *p, sch_sku *s, sch_part *part, uin
     snprintf(a_u, sizeof a_u, "%" PRId64, u);
     snprintf(a_low, sizeof a_low, "%" PRId64, p->cfg.low_water_units);
     const char *keys[] = {st};
-    const char *args[] = {a_id, a_u, a_low};
+    const char *args[] = {a_id, a_u, a_low, p->epoch_str};
     redisReply *r = NULL;
-    sh_err rc = sch_pool_eval(p, SH_SCRIPT_GRANT_APPLY, 1, keys, 3, args, &r);
+    sh_err rc = sch_pool_eval(p, SH_SCRIPT_GRANT_APPLY, 1, keys, 4, args, &r);
+    int64_t applied, a, s0, s1;
+    if (rc == SH_OK && (sch_pool_elem(r, 0, &applied) != 0 || sch_pool_elem(r, 1, &a) != 0 ||
+                        sch_pool_elem(r, 2, &s0) != 0 || sch_pool_elem(r, 3, &s1) != 0)) {
+        freeReplyObject(r);
+        rc = SH_EPROTO;
+    }
     if (rc != SH_OK) {
         part->stuck_grant_id = id;
         part->stuck_grant_units = u;
+        sch_pool_note_pending(part);
         return rc;
-    }
-    int64_t applied, a, s0, s1;
-    if (sch_pool_elem(r, 0, &applied) != 0 || sch_pool_elem(r, 1, &a) != 0 ||
-        sch_pool_elem(r, 2, &s0) != 0 || sch_pool_elem(r, 3, &s1) != 0) {
-        freeReplyObject(r);
-        part->stuck_grant_id = id;
-        part->stuck_grant_units = u;
-        return SH_EPROTO;
     }
     freeReplyObject(r);
     part->stuck_grant_id = 0;
     part->stuck_grant_units = 0;
+    sch_pool_clear_pending(part);
     if (part->active != (int)a) {
         part->flips++;
     }
@@ -444,15 +480,166 @@ static sh_err sch_pool_grant_finish(sch_pool *p, sch_sku *s, sch_part *part, uin
     return SH_OK;
 }
 
+/* Phase 1 of grant id: GRANT_BEGIN, which the caller may run again with the
+ * same id (it then answers its first u). *u_out is 0 when nothing was taken.
+ * When the outcome is unknown the grant stays "in doubt" on part. */
+static sh_err sch_pool_grant_begin(sch_pool *p, sch_sku *s, sch_part *part, uint64_t id,
+                                   int64_t units, int64_t *u_out)
+{
+    *u_out = 0;
+    char pool[SH_STOCK_KEY_BYTES_MAX], jr[SH_STOCK_KEY_BYTES_MAX];
+    char a_p[SCH_POOL_NUM_BYTES], a_u[SCH_POOL_NUM_BYTES], a_id[SCH_POOL_NUM_BYTES];
+    sh_stock_key_pool(pool, s->id);
+    sh_stock_key_journal(jr, s->id);
+    snprintf(a_p, sizeof a_p, "%u", part->index);
+    snprintf(a_u, sizeof a_u, "%" PRId64, units);
+    snprintf(a_id, sizeof a_id, "%" PRIu64, id);
+    const char *keys[] = {pool, jr};
+    const char *args[] = {a_p, a_u, a_id, p->epoch_str};
+    redisReply *r = NULL;
+    sh_err rc = sch_pool_eval(p, SH_SCRIPT_GRANT_BEGIN, 2, keys, 4, args, &r);
+    int64_t rid = 0, u = 0, avail = 0;
+    if (rc == SH_OK &&
+        (sch_pool_elem(r, 0, &rid) != 0 || sch_pool_elem(r, 1, &u) != 0 ||
+         sch_pool_elem(r, 2, &avail) != 0 || (uint64_t)rid != id || u < 0 || avail < 0)) {
+        rc = SH_EPROTO;
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    if (sch_pool_maybe_ran(rc)) {
+        part->doubt_grant_id = id;
+        part->doubt_grant_units = units;
+        sch_pool_note_pending(part);
+        SH_WARN("pool", "grant begin in doubt sku=%s part=%u id=%" PRIu64 " err=%s", s->id,
+                part->index, id, sh_strerror(rc));
+        return rc;
+    }
+    part->doubt_grant_id = 0;
+    part->doubt_grant_units = 0;
+    sch_pool_clear_pending(part);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    s->avail = avail;
+    if (u > 0) {
+        s->pending_units += u;
+    }
+    *u_out = u;
+    return SH_OK;
+}
+
+/* Steps 2-4 of return id of part, each applying once whatever ran before:
+ * BEGIN again (answers the id while journaled, 0 once spent), TAKE (once per
+ * id), APPLY (while journaled), END. *returned gets the units. */
+static sh_err sch_pool_return_finish(sch_pool *p, sch_sku *s, sch_part *part, uint64_t id,
+                                     int64_t *returned)
+{
+    *returned = 0;
+    char pool[SH_STOCK_KEY_BYTES_MAX], jr[SH_STOCK_KEY_BYTES_MAX], st[SH_STOCK_KEY_BYTES_MAX];
+    char a_p[SCH_POOL_NUM_BYTES], a_id[SCH_POOL_NUM_BYTES], a_u[SCH_POOL_NUM_BYTES];
+    sh_stock_key_pool(pool, s->id);
+    sh_stock_key_journal(jr, s->id);
+    sch_pool_part_keys(s, part, st);
+    snprintf(a_p, sizeof a_p, "%u", part->index);
+    snprintf(a_id, sizeof a_id, "%" PRIu64, id);
+    const char *pkeys[] = {pool, jr};
+    const char *skeys[] = {st};
+    part->return_id = id;
+    sch_pool_note_pending(part);
+    const char *bargs[] = {a_p, a_id, p->epoch_str};
+    redisReply *r = NULL;
+    sh_err rc = sch_pool_eval(p, SH_SCRIPT_RETURN_BEGIN, 2, pkeys, 3, bargs, &r);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    int64_t jid = -1;
+    (void)sch_pool_int(r, &jid);
+    freeReplyObject(r);
+    if (jid != 0 && (uint64_t)jid != id) {
+        return SH_EPROTO;
+    }
+    int64_t u = 0;
+    if (jid != 0) {
+        const char *targs[] = {a_id, "0", p->epoch_str};
+        rc = sch_pool_eval(p, SH_SCRIPT_RETURN_TAKE, 1, skeys, 3, targs, &r);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        int64_t a, s0, s1;
+        if (sch_pool_elem(r, 0, &u) != 0 || sch_pool_elem(r, 1, &a) != 0 ||
+            sch_pool_elem(r, 2, &s0) != 0 || sch_pool_elem(r, 3, &s1) != 0 || u < 0) {
+            freeReplyObject(r);
+            return SH_EPROTO;
+        }
+        freeReplyObject(r);
+        part->active = (int)a;
+        part->s0 = s0;
+        part->s1 = s1;
+        snprintf(a_u, sizeof a_u, "%" PRId64, u);
+        const char *aargs[] = {a_id, a_u, p->epoch_str};
+        rc = sch_pool_eval(p, SH_SCRIPT_RETURN_APPLY, 2, pkeys, 3, aargs, &r);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        int64_t applied = 0;
+        (void)sch_pool_int(r, &applied);
+        freeReplyObject(r);
+        if (applied) {
+            s->avail += u;
+        }
+    }
+    /* Spent (0): it never ran, or it finished and only its record may be left. */
+    const char *eargs[] = {a_id};
+    if (sch_pool_eval(p, SH_SCRIPT_RETURN_END, 1, skeys, 1, eargs, &r) == SH_OK) {
+        freeReplyObject(r);
+    }
+    part->return_id = 0;
+    sch_pool_clear_pending(part);
+    *returned = u;
+    return SH_OK;
+}
+
+/* Finishes whatever pool work part has pending, oldest first: a grant in
+ * doubt, a grant whose partition step failed, a return. SH_OK when none is
+ * left. Runs whatever the pool holds (a pending grant needs no avail). */
+static sh_err sch_pool_settle_part(sch_pool *p, sch_sku *s, sch_part *part)
+{
+    sh_err rc = SH_OK;
+    if (part->doubt_grant_id != 0) {
+        int64_t u = 0;
+        uint64_t id = part->doubt_grant_id;
+        rc = sch_pool_grant_begin(p, s, part, id, part->doubt_grant_units, &u);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        if (u > 0) {
+            part->stuck_grant_id = id;
+            part->stuck_grant_units = u;
+            sch_pool_note_pending(part);
+        }
+    }
+    if (part->stuck_grant_id != 0) {
+        rc = sch_pool_grant_finish(p, s, part, part->stuck_grant_id, part->stuck_grant_units);
+        if (rc != SH_OK) {
+            return rc;
+        }
+    }
+    if (part->return_id != 0) {
+        int64_t back = 0;
+        rc = sch_pool_return_finish(p, s, part, part->return_id, &back);
+    }
+    return rc;
+}
+
 /* Grants up to `units` from the pool to part's standby sub-domain. */
 static sh_err sch_pool_grant(sch_pool *p, sch_sku *s, sch_part *part, int64_t units,
                              int64_t *granted)
 {
     *granted = 0;
-    if (part->stuck_grant_id != 0) {
-        /* The earlier grant must land first: ids reach a partition in order. */
-        sh_err rc =
-            sch_pool_grant_finish(p, s, part, part->stuck_grant_id, part->stuck_grant_units);
+    if (sch_part_pending(part)) {
+        /* The earlier work must land first: ids reach a partition in order. */
+        sh_err rc = sch_pool_settle_part(p, s, part);
         if (rc != SH_OK) {
             return rc;
         }
@@ -460,34 +647,15 @@ static sh_err sch_pool_grant(sch_pool *p, sch_sku *s, sch_part *part, int64_t un
     if (units <= 0) {
         return SH_OK;
     }
-    char pool[SH_STOCK_KEY_BYTES_MAX], jr[SH_STOCK_KEY_BYTES_MAX];
-    char a_p[SCH_POOL_NUM_BYTES], a_u[SCH_POOL_NUM_BYTES];
-    sh_stock_key_pool(pool, s->id);
-    sh_stock_key_journal(jr, s->id);
-    snprintf(a_p, sizeof a_p, "%u", part->index);
-    snprintf(a_u, sizeof a_u, "%" PRId64, units);
-    const char *keys[] = {pool, jr};
-    const char *args[] = {a_p, a_u};
-    redisReply *r = NULL;
-    sh_err rc = sch_pool_eval(p, SH_SCRIPT_GRANT_BEGIN, 2, keys, 2, args, &r);
+    uint64_t id = ++s->next_id;
+    int64_t u = 0;
+    sh_err rc = sch_pool_grant_begin(p, s, part, id, units, &u);
+    if (rc != SH_OK || u == 0) {
+        return rc; /* refused, in doubt, or the pool is empty */
+    }
+    rc = sch_pool_grant_finish(p, s, part, id, u);
     if (rc != SH_OK) {
-        return rc;
-    }
-    int64_t id, u, avail;
-    if (sch_pool_elem(r, 0, &id) != 0 || sch_pool_elem(r, 1, &u) != 0 ||
-        sch_pool_elem(r, 2, &avail) != 0 || id < 0 || u < 0 || avail < 0) {
-        freeReplyObject(r);
-        return SH_EPROTO;
-    }
-    freeReplyObject(r);
-    s->avail = avail;
-    if (id == 0) {
-        return SH_OK; /* pool empty */
-    }
-    s->pending_units += u;
-    rc = sch_pool_grant_finish(p, s, part, (uint64_t)id, u);
-    if (rc != SH_OK) {
-        SH_WARN("pool", "grant left pending sku=%s part=%u id=%" PRId64 " units=%" PRId64 " err=%s",
+        SH_WARN("pool", "grant left pending sku=%s part=%u id=%" PRIu64 " units=%" PRId64 " err=%s",
                 s->id, part->index, id, u, sh_strerror(rc));
         return rc;
     }
@@ -499,60 +667,42 @@ static sh_err sch_pool_grant(sch_pool *p, sch_sku *s, sch_part *part, int64_t un
 static sh_err sch_pool_return(sch_pool *p, sch_sku *s, sch_part *part, int64_t *returned)
 {
     *returned = 0;
-    char pool[SH_STOCK_KEY_BYTES_MAX], jr[SH_STOCK_KEY_BYTES_MAX], st[SH_STOCK_KEY_BYTES_MAX];
-    char a_p[SCH_POOL_NUM_BYTES], a_id[SCH_POOL_NUM_BYTES], a_u[SCH_POOL_NUM_BYTES];
-    sh_stock_key_pool(pool, s->id);
-    sh_stock_key_journal(jr, s->id);
-    sch_pool_part_keys(s, part, st);
-    snprintf(a_p, sizeof a_p, "%u", part->index);
-    const char *pkeys[] = {pool, jr};
-    const char *bargs[] = {a_p};
-    redisReply *r = NULL;
-    sh_err rc = sch_pool_eval(p, SH_SCRIPT_RETURN_BEGIN, 2, pkeys, 1, bargs, &r);
+    if (sch_part_pending(part)) {
+        sh_err rc = sch_pool_settle_part(p, s, part);
+        if (rc != SH_OK) {
+            return rc;
+        }
+    }
+    sh_err rc = sch_pool_return_finish(p, s, part, ++s->next_id, returned);
     if (rc != SH_OK) {
-        return rc;
+        SH_WARN("pool", "return left pending sku=%s part=%u id=%" PRIu64 " err=%s", s->id,
+                part->index, part->return_id, sh_strerror(rc));
     }
-    int64_t id;
-    if (sch_pool_int(r, &id) != 0 || id <= 0) {
-        freeReplyObject(r);
-        return SH_EPROTO;
+    return rc;
+}
+
+sh_err sch_pool_retry(sch_pool *p, sch_registry *reg, size_t *left)
+{
+    SH_ASSERT(p != NULL && reg != NULL && left != NULL);
+    *left = 0;
+    sh_err first = SH_OK;
+    for (size_t k = 0; k < sch_registry_count(reg); k++) {
+        sch_sku *s = sch_registry_at(reg, k);
+        for (uint16_t i = 0; i < s->nparts; i++) {
+            sch_part *part = &s->parts[i];
+            if (!sch_part_pending(part)) {
+                continue;
+            }
+            sh_err rc = sch_pool_settle_part(p, s, part);
+            if (rc != SH_OK) {
+                *left += 1;
+                first = first == SH_OK ? rc : first;
+                continue;
+            }
+            SH_INFO("pool", "pending pool work finished sku=%s part=%u", s->id, part->index);
+        }
     }
-    freeReplyObject(r);
-    snprintf(a_id, sizeof a_id, "%" PRId64, id);
-    const char *skeys[] = {st};
-    const char *targs[] = {a_id, "0"};
-    rc = sch_pool_eval(p, SH_SCRIPT_RETURN_TAKE, 1, skeys, 2, targs, &r);
-    if (rc != SH_OK) {
-        return rc; /* journaled: replayed at the next start */
-    }
-    int64_t u, a, s0, s1;
-    if (sch_pool_elem(r, 0, &u) != 0 || sch_pool_elem(r, 1, &a) != 0 ||
-        sch_pool_elem(r, 2, &s0) != 0 || sch_pool_elem(r, 3, &s1) != 0 || u < 0) {
-        freeReplyObject(r);
-        return SH_EPROTO;
-    }
-    freeReplyObject(r);
-    part->active = (int)a;
-    part->s0 = s0;
-    part->s1 = s1;
-    snprintf(a_u, sizeof a_u, "%" PRId64, u);
-    const char *aargs[] = {a_id, a_u};
-    rc = sch_pool_eval(p, SH_SCRIPT_RETURN_APPLY, 2, pkeys, 2, aargs, &r);
-    if (rc != SH_OK) {
-        return rc;
-    }
-    int64_t applied = 0;
-    (void)sch_pool_int(r, &applied);
-    freeReplyObject(r);
-    if (applied) {
-        s->avail += u;
-    }
-    const char *eargs[] = {a_id};
-    if (sch_pool_eval(p, SH_SCRIPT_RETURN_END, 1, skeys, 1, eargs, &r) == SH_OK) {
-        freeReplyObject(r);
-    }
-    *returned = u;
-    return SH_OK;
+    return first;
 }
 
 /* Replays every journal entry of SKU id, oldest first, to its end. */
@@ -601,40 +751,8 @@ static sh_err sch_pool_replay(sch_pool *p, sch_sku *s)
             rc = sch_pool_grant_finish(p, s, &s->parts[part], (uint64_t)best_id, units);
         } else if (sscanf(v, "r:%u", &part) == 1 && part < s->nparts) {
             SH_INFO("pool", "replaying return sku=%s part=%u id=%lld", s->id, part, best_id);
-            /* Finish it: take (once), apply (once), forget. */
-            char st[SH_STOCK_KEY_BYTES_MAX], pool[SH_STOCK_KEY_BYTES_MAX];
-            char a_id[SCH_POOL_NUM_BYTES], a_u[SCH_POOL_NUM_BYTES];
-            sch_pool_part_keys(s, &s->parts[part], st);
-            sh_stock_key_pool(pool, s->id);
-            snprintf(a_id, sizeof a_id, "%lld", best_id);
-            const char *skeys[] = {st};
-            const char *targs[] = {a_id, "0"};
-            redisReply *t = NULL;
-            rc = sch_pool_eval(p, SH_SCRIPT_RETURN_TAKE, 1, skeys, 2, targs, &t);
-            int64_t u = 0;
-            if (rc == SH_OK && sch_pool_elem(t, 0, &u) != 0) {
-                rc = SH_EPROTO;
-            }
-            if (t != NULL) {
-                freeReplyObject(t);
-                t = NULL;
-            }
-            if (rc == SH_OK) {
-                snprintf(a_u, sizeof a_u, "%" PRId64, u);
-                const char *pkeys[] = {pool, jr};
-                const char *aargs[] = {a_id, a_u};
-                rc = sch_pool_eval(p, SH_SCRIPT_RETURN_APPLY, 2, pkeys, 2, aargs, &t);
-                if (t != NULL) {
-                    freeReplyObject(t);
-                    t = NULL;
-                }
-            }
-            if (rc == SH_OK) {
-                const char *eargs[] = {a_id};
-                if (sch_pool_eval(p, SH_SCRIPT_RETURN_END, 1, skeys, 1, eargs, &t) == SH_OK) {
-                    freeReplyObject(t);
-                }
-            }
+            int64_t back = 0;
+            rc = sch_pool_return_finish(p, s, &s->parts[part], (uint64_t)best_id, &back);
         } else {
             SH_ERROR("pool", "journal entry malformed sku=%s id=%lld value=\"%s\"", s->id, best_id,
                      v);
@@ -642,6 +760,28 @@ static sh_err sch_pool_replay(sch_pool *p, sch_sku *s)
     }
     free(done);
     freeReplyObject(r);
+    return rc;
+}
+
+/* Raises the fencing epoch of s's pool and partitions to ours (EPOCH_STAMP):
+ * from here on a scheduler with a lower epoch can move no unit of s. */
+static sh_err sch_pool_stamp(sch_pool *p, const sch_sku *s)
+{
+    char key[SH_STOCK_KEY_BYTES_MAX];
+    const char *keys[] = {key};
+    const char *args[] = {p->epoch_str};
+    redisReply *r = NULL;
+    sh_stock_key_pool(key, s->id);
+    sh_err rc = sch_pool_eval(p, SH_SCRIPT_EPOCH_STAMP, 1, keys, 1, args, &r);
+    for (uint16_t i = 0; rc == SH_OK && i <= s->nparts; i++) {
+        freeReplyObject(r);
+        r = NULL;
+        if (i == s->nparts) {
+            break;
+        }
+        sch_pool_part_keys(s, &s->parts[i], key);
+        rc = sch_pool_eval(p, SH_SCRIPT_EPOCH_STAMP, 1, keys, 1, args, &r);
+    }
     return rc;
 }
 
@@ -774,7 +914,8 @@ sh_err sch_pool_load_sku(sch_pool *p, sch_registry *reg, const sch_sku_spec *spe
             char st[SH_STOCK_KEY_BYTES_MAX];
             sh_stock_key_part(st, spec->id, i, salts[i], 's');
             const char *keys[] = {st};
-            rc = sch_pool_eval(p, SH_SCRIPT_PART_INIT, 1, keys, 0, NULL, &r);
+            const char *args[] = {p->epoch_str};
+            rc = sch_pool_eval(p, SH_SCRIPT_PART_INIT, 1, keys, 1, args, &r);
             if (rc == SH_OK) {
                 freeReplyObject(r);
             }
@@ -797,6 +938,7 @@ sh_err sch_pool_load_sku(sch_pool *p, sch_registry *reg, const sch_sku_spec *spe
         args[nargs++] = a_minc;
         args[nargs++] = a_maxc;
         args[nargs++] = spec->name;
+        args[nargs++] = p->epoch_str;
         for (uint16_t i = 0; i < spec->partitions; i++) {
             snprintf(a_salt[i], sizeof a_salt[i], "%u", salts[i]);
             args[nargs++] = a_salt[i];
@@ -868,6 +1010,9 @@ sh_err sch_pool_rebuild(sch_pool *p, sch_registry *reg)
         sch_sku *s = NULL;
         rc = sch_pool_register(p, reg, e->str, &s);
         if (rc == SH_OK) {
+            rc = sch_pool_stamp(p, s);
+        }
+        if (rc == SH_OK) {
             rc = sch_pool_replay(p, s);
         }
         if (rc == SH_OK) {
@@ -898,6 +1043,16 @@ sh_err sch_pool_consolidate(sch_pool *p, sch_sku *s, uint32_t qty, int *part_out
     if (rc != SH_OK) {
         return rc;
     }
+    /* Units in pending grants and returns are the SKU's too: finish that work
+     * first, so they can serve; while any is left, the answer is "retry",
+     * never a false sold out. */
+    int64_t unsettled = 0;
+    for (uint16_t i = 0; i < s->nparts; i++) {
+        sch_part *pt = &s->parts[i];
+        if (sch_part_pending(pt) && sch_pool_settle_part(p, s, pt) != SH_OK) {
+            unsettled += pt->stuck_grant_units + pt->doubt_grant_units + (pt->return_id != 0);
+        }
+    }
     int target = -1;
     int64_t remaining = s->avail, best = -1;
     for (uint16_t i = 0; i < s->nparts; i++) {
@@ -913,7 +1068,8 @@ sh_err sch_pool_consolidate(sch_pool *p, sch_sku *s, uint32_t qty, int *part_out
         }
     }
     if (target < 0 || remaining < (int64_t)qty) {
-        return SH_OK; /* the whole SKU cannot serve qty */
+        /* The whole SKU cannot serve qty, unless units wait in pending work. */
+        return unsettled > 0 ? SH_EBUSY : SH_OK;
     }
     sch_part *t = &s->parts[target];
     int64_t need = (int64_t)qty - (t->s0 + t->s1);

@@ -68,6 +68,19 @@ sh_err sch_pool_restock(sch_pool *p, sch_sku *s, const char *restock_id, int64_t
 /* Re-reads pool and partition counters of s from Redis into the registry. */
 sh_err sch_pool_refresh(sch_pool *p, sch_sku *s);
 
+/* The lease epoch every grant and return script carries from now on (the
+ * scripts refuse an epoch below what the keys are stamped with; rebuild
+ * stamps ours). Call before sch_pool_rebuild; epochs only grow. */
+void sch_pool_set_epoch(sch_pool *p, uint64_t epoch);
+
+/* Retries the pool work that a failed or unknown step left pending on any
+ * partition (sch_part_pending): a grant in doubt, a grant to apply, a return
+ * to finish -- whatever the pool holds. *left gets the partitions still
+ * pending; returns the first failure, SH_OK when none is left. Called by the
+ * scheduler's timer every SCH_POOL_RETRY_MS. */
+#define SCH_POOL_RETRY_MS 500
+sh_err sch_pool_retry(sch_pool *p, sch_registry *reg, size_t *left);
+
 /* The router, for the admin socket's audit (sh_audit_sku). */
 struct sh_cluster *sch_pool_router(sch_pool *p);
 

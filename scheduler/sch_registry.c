@@ -168,6 +168,12 @@ sch_sku *sch_registry_at(sch_registry *r, size_t i)
     return r->skus[i];
 }
 
+int sch_part_pending(const sch_part *p)
+{
+    SH_ASSERT(p != NULL);
+    return p->stuck_grant_id != 0 || p->doubt_grant_id != 0 || p->return_id != 0;
+}
+
 int64_t sch_part_free(const sch_part *p)
 {
     SH_ASSERT(p != NULL);

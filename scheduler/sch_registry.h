@@ -31,8 +31,15 @@ typedef struct sch_part {
     uint64_t sold_units_window; /* units sold since window_start_ms (rate estimate) */
     uint64_t window_start_ms;
     double rate_units_per_s;   /* smoothed sales rate, for chunk sizing */
-    uint64_t stuck_grant_id;   /* a journaled grant whose partition step failed: it is */
-    int64_t stuck_grant_units; /* retried before any new grant to this partition */
+    /* Pool work left pending by a failed or unknown step (sch_pool.c). Each is
+     * retried by the pool's timer and before any new grant to this partition,
+     * whatever the pool holds: grant ids must reach a partition in order. */
+    uint64_t stuck_grant_id;   /* a journaled grant whose partition step failed */
+    int64_t stuck_grant_units; /* ... and its units */
+    uint64_t doubt_grant_id;   /* a GRANT_BEGIN whose outcome is unknown */
+    int64_t doubt_grant_units; /* ... and the units it asked for */
+    uint64_t return_id;        /* a return begun (or in doubt) and not finished */
+    uint64_t pending_since_ms; /* mono: when the oldest of these began; 0 = none */
 } sch_part;
 
 typedef struct sch_sku {
@@ -47,6 +54,7 @@ typedef struct sch_sku {
     uint16_t nparts;
     sch_part *parts; /* nparts entries, owned */
     uint32_t rr;     /* round-robin cursor */
+    uint64_t next_id; /* journal ids: the last one this scheduler chose (pool's nextid) */
     /* counters for /metrics and the admin socket */
     uint64_t ok, sold_out, duplicates, conflicts, releases;
 } sch_sku;
@@ -62,6 +70,9 @@ sh_err sch_registry_add(sch_registry *r, const sch_sku *sku, sch_sku **out);
 sch_sku *sch_registry_find(sch_registry *r, const char *id, size_t len);
 size_t sch_registry_count(const sch_registry *r);
 sch_sku *sch_registry_at(sch_registry *r, size_t i);
+
+/* Whether the partition has pool work pending (a grant or return to finish). */
+int sch_part_pending(const sch_part *p);
 
 /* Units a partition can still promise: s0 + s1 - inflight_units (never below 0). */
 int64_t sch_part_free(const sch_part *p);

@@ -328,16 +328,14 @@ static int route_send(sch_route *r, route_slot *sl, int part, uint16_t from, uin
         route_finish_error(r, sl, 503, "unavailable", "the sku's settings are invalid");
         return 0;
     }
-    sh_wire_type type;
-    if (sl->kind == SLOT_DEDUCT) {
-        type = SH_WIRE_DEDUCT_REQ;
-        it.qty = sl->qty;
-        it.per_user_limit = s->per_user_limit;
-        it.from_partition = from;
-        it.claim_version = version;
-    } else {
-        type = SH_WIRE_RELEASE_REQ;
-    }
+    sh_wire_type type = sl->kind == SLOT_DEDUCT ? SH_WIRE_DEDUCT_REQ : SH_WIRE_RELEASE_REQ;
+    it.qty = sl->kind == SLOT_DEDUCT ? sl->qty : 0;
+    /* A release gives the order's entry back to the user's limit too. */
+    it.per_user_limit = s->per_user_limit;
+    /* A deduction moves the claim from -> part; a release following a
+     * tombstone says which claim it met there (see route_release_result). */
+    it.from_partition = from;
+    it.claim_version = version;
     sh_err rc = sch_nodes_enqueue(r->ctx->nodes, p->node, type, &it);
     if (rc != SH_OK) {
         route_finish_error(r, sl, 503, "unavailable",
@@ -484,6 +482,10 @@ static void route_deduct_result(sch_route *r, route_slot *sl, const sh_wire_resu
     case SH_WIRE_OUT_USER_LIMIT:
         route_finish_error(r, sl, 409, "user_limit", "the per-user limit of this sku is reached");
         return;
+    case SH_WIRE_OUT_RELEASED:
+        route_finish_error(r, sl, 409, "order_released",
+                           "this order was released; it holds no units and cannot deduct again");
+        return;
     case SH_WIRE_OUT_UNKNOWN_ORDER:
         route_finish_error(r, sl, 404, "unknown_order", "no such order");
         return;
@@ -518,13 +520,17 @@ static void route_release_result(sch_route *r, route_slot *sl, const sh_wire_res
         route_finish_error(r, sl, 404, "unknown_order", "no such order");
         return;
     case SH_WIRE_OUT_RETRY:
-        /* The claim moved while the release was on its way: follow it. */
+        /* The partition the claim named holds a tombstone for the order: the
+         * claim may have moved on since it was read. Send the release again,
+         * saying which claim met the tombstone: the node re-reads the claim
+         * and follows it, or answers UNKNOWN_ORDER when it still names that
+         * partition and version (then no partition holds the order). */
         route_slot_settle(sl);
         if (sl->hops >= ROUTE_RELEASE_HOPS_MAX) {
             route_finish_error(r, sl, 503, "unavailable", "the order is moving; retry");
             return;
         }
-        route_send(r, sl, res->partition, 0, 0);
+        route_send(r, sl, res->partition, res->partition, res->claim_version);
         return;
     case SH_WIRE_OUT_CONFLICT:
         route_finish_error(r, sl, 409, "order_conflict", "the order cannot be released");

@@ -80,20 +80,30 @@ size_t sh_stock_key_user(char *buf, const char *sku, const char *user)
 /* ---- scripts ------------------------------------------------------------- */
 
 /* DEDUCT: a batch of deductions and releases on one partition, in order.
- * KEYS: st, d, o.  ARGV: now_ms, low_water_units, order_ttl_s, n, then the n
- * order ids, then per item op, user, qty, claim_version; op is 'D' (deduct),
- * 'U' (deduct for a user already past per_user_limit) or 'R' (release).
+ * KEYS: st, d, o.  ARGV: now_ms, low_water_units, order_ttl_s, n, round_id,
+ * then the n order ids, then per item op, user, qty, claim_version; op is 'D'
+ * (deduct), 'U' (deduct for a user whose counter refused it) or 'R' (release).
  * Numbers arrive as canonical decimal strings.
  * Reply: a, s0, s1, flags, then per item status, seq, qty, user.
- * Deduct: a recorded outcome answers a repeat (DUPLICATE, or CONFLICT when the
- * qty differs); a tombstone at or above the caller's claim version answers
- * MOVED; 'U' answers USER_LIMIT; too little stock writes a tombstone and
- * answers INSUFFICIENT; otherwise qty is taken from the active sub-domain
- * (split across both when it alone cannot serve), the partition flips when the
- * active one is at the low-water mark and the standby has stock, seq advances
- * and the outcome is recorded. Release: the outcome's units go back to the
- * active sub-domain with a negative detail; a second release is DUPLICATE.
+ * Deduct: a recorded outcome answers a repeat (DUPLICATE, CONFLICT when the
+ * qty differs, RELEASED when the order was given back); a tombstone at or
+ * above the caller's claim version answers MOVED; 'U' answers USER_LIMIT; too
+ * little stock writes a tombstone and answers INSUFFICIENT; otherwise qty is
+ * taken from the active sub-domain (split across both when it alone cannot
+ * serve), the partition flips when the active one is at the low-water mark
+ * and the standby has stock, seq advances and the outcome is recorded.
+ * Release: the outcome's units go back to the active sub-domain with a
+ * negative detail; a second release is DUPLICATE; a tombstone answers MOVED
+ * (the caller re-reads the claim and follows it).
  * All details of the call go into ONE stream entry whose id is the last seq.
+ *
+ * Running a call twice (the router could not tell whether the first send ran,
+ * sh_cluster.h) changes nothing and gives the first answer: the call records
+ * its round id (rid) and the seq it started from (rs0) in the state hash, and
+ * a call carrying the recorded rid answers OK, not DUPLICATE, for the outcomes
+ * whose seq is above rs0 -- exactly the ones its first run wrote. Only the
+ * last writing call is remembered; the node re-runs an unknown call at once,
+ * before its next round.
  *
  * Cost (this box, Redis 7.0): Lua turns a number into a string with sprintf,
  * about 0.9 us each, and every redis.call costs about 1 us, so the script
@@ -105,18 +115,20 @@ size_t sh_stock_key_user(char *buf, const char *sku, const char *user)
 static const char sh_script_deduct[] =
     "local st, dk, ok = KEYS[1], KEYS[2], KEYS[3]\n"
     "local now, low, ttl, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])\n"
+    "local rid = ARGV[5]\n"
     "if not n or n < 1 then return redis.error_reply('BADARGS no items') end\n"
-    "local h = redis.call('HMGET', st, 'a', 's0', 's1', 'ded', 'seq', 'state')\n"
+    "local h = redis.call('HMGET', st, 'a', 's0', 's1', 'ded', 'seq', 'state', 'rid', 'rs0')\n"
     "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n"
     "local a = tonumber(h[1])\n"
     "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
     "local ded, seq, closed = tonumber(h[4]), tonumber(h[5]), h[6] == 'closed'\n"
-    "local recs = redis.call('HMGET', ok, unpack(ARGV, 5, 4 + n))\n"
+    "local seq0, rerun, rs0 = seq, h[7] == rid, tonumber(h[8] or '0')\n"
+    "local recs = redis.call('HMGET', ok, unpack(ARGV, 6, 5 + n))\n"
     "local SD = {[0] = '|0|', [1] = '|1|'}\n"
     "local flips, cur, sets, lines, out = 0, {}, {}, {}, {0, 0, 0, 0}\n"
-    "local o, b = 4, 5 + n\n"
+    "local o, b = 4, 6 + n\n"
     "for i = 1, n do\n"
-    "  local ord, op, usr, qs = ARGV[4 + i], ARGV[b], ARGV[b + 1], ARGV[b + 2]\n"
+    "  local ord, op, usr, qs = ARGV[5 + i], ARGV[b], ARGV[b + 1], ARGV[b + 2]\n"
     "  local rec = cur[ord]\n"
     "  if rec == nil then rec = recs[i] end\n"
     "  local r1, r2, r3, r4 = 0, 0, 0, usr\n"
@@ -126,9 +138,10 @@ static const char sh_script_deduct[] =
     "  end\n"
     "  if op == 'R' then\n"
     "    if not rq then\n"
-    "      r1, r4 = 6, ''\n"
+    "      if rec then r1 = 5 else r1, r4 = 6, '' end\n"
     "    elseif rr ~= '0' then\n"
     "      r1, r2, r3, r4 = 1, tonumber(rr), tonumber(rq), ru\n"
+    "      if rerun and r2 > rs0 then r1 = 0 end\n"
     "    else\n"
     "      local q = tonumber(rq)\n"
     "      seq = seq + 1\n"
@@ -142,7 +155,10 @@ static const char sh_script_deduct[] =
     "    end\n"
     "  elseif rq then\n"
     "    r2, r3, r4 = tonumber(rs), tonumber(rq), ru\n"
-    "    if rq == qs then r1 = 1 else r1 = 2 end\n"
+    "    if rr ~= '0' then r1 = 7\n"
+    "    elseif rq ~= qs then r1 = 2\n"
+    "    elseif rerun and r2 > rs0 then r1 = 0\n"
+    "    else r1 = 1 end\n"
     "  elseif rec and tonumber(ARGV[b + 3]) <= tonumber(string.sub(rec, 3)) then\n"
     "    r1 = 5\n"
     "  elseif op == 'U' then\n"
@@ -181,7 +197,10 @@ static const char sh_script_deduct[] =
     "if #sets > 0 then redis.call('HSET', ok, unpack(sets)) end\n"
     "if #lines > 0 then\n"
     "  redis.call('XADD', dk, seq .. '-0', 'n', #lines, 'b', table.concat(lines, '\\n'))\n"
-    "  redis.call('HSET', st, 'a', a, 's0', s[0], 's1', s[1], 'ded', ded, 'seq', seq)\n"
+    "  redis.call('HSET', st, 'a', a, 's0', s[0], 's1', s[1], 'ded', ded, 'seq', seq,\n"
+    "             'rid', rid, 'rs0', seq0)\n"
+    "elseif #sets > 0 then\n"
+    "  redis.call('HSET', st, 'rid', rid, 'rs0', seq0)\n"
     "end\n"
     "if flips > 0 then redis.call('HINCRBY', st, 'flips', flips) end\n"
     "redis.call('EXPIRE', ok, ttl)\n"
@@ -192,6 +211,55 @@ static const char sh_script_deduct[] =
     "if closed then flags = flags + 16 end\n"
     "out[1], out[2], out[3], out[4] = a, s[0], s[1], flags\n"
     "return out\n";
+
+/* USER_TAKE: KEYS: user. ARGV: order, qty, per_user_limit, token, ttl_s.
+ * The per-user counter is a hash order -> "QTY:TOKEN" (DESIGN.md 5a): the
+ * units a user holds are the sum of its entries. Takes qty for order when the
+ * sum of the user's OTHER orders plus qty stays within the limit, writing the
+ * entry with the caller's token (a re-run, or a retry of the same order,
+ * re-writes the same entry: never counted twice). Reply 1 taken, 0 refused
+ * (nothing written). The counter lives on another slot than the partition,
+ * so it cannot be atomic with DEDUCT; keyed by order it can run any number
+ * of times, and USER_BACK / SETTLE decide when it is given back. */
+static const char sh_script_user_take[] =
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "local sum = tonumber(ARGV[2])\n"
+    "for i = 1, #h, 2 do\n"
+    "  if h[i] ~= ARGV[1] then sum = sum + tonumber(string.match(h[i + 1], '^(%d+)')) end\n"
+    "end\n"
+    "if sum > tonumber(ARGV[3]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "return 1\n";
+
+/* USER_BACK: KEYS: user. ARGV: order, entry ("QTY:TOKEN", or '*' for any).
+ * Gives an order's units back: deletes the entry when it still reads what
+ * the caller wrote (so a retry of the same order that re-took it since keeps
+ * it), or whatever it reads with '*' (a release: the order holds nothing).
+ * Reply 1 deleted, 0 not. */
+static const char sh_script_user_back[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v and (ARGV[2] == '*' or v == ARGV[2]) then\n"
+    "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* SETTLE: KEYS: o (the order hash of the partition the claim names).
+ * ARGV: order, claim_version. Decides, once and for all, whether an order
+ * whose DEDUCT had an unknown outcome holds units: 1 when its outcome is
+ * recorded (held), 0 when it was released, refused, or never ran -- then a
+ * tombstone for claim_version is written, so a late copy of that DEDUCT can
+ * no longer take it (DEDUCT answers MOVED at or below a tombstone's version).
+ * The per-user entry may then be given back. */
+static const char sh_script_settle[] =
+    "local rec = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if rec and string.sub(rec, 1, 2) ~= 't,' then\n"
+    "  if string.match(rec, '^%d+,%d+,0,') then return 1 end\n"
+    "  return 0\n"
+    "end\n"
+    "if rec and tonumber(string.sub(rec, 3)) >= tonumber(ARGV[2]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], 't,' .. ARGV[2])\n"
+    "return 0\n";
 
 /* CLAIM_MOVE: KEYS: claim. ARGV: expected "P:V", new partition Q, ttl_s.
  * When the claim still reads "P:V" (or has expired) it becomes "Q:V+1".
@@ -206,46 +274,84 @@ static const char sh_script_claim_move[] =
     "end\n"
     "return cur\n";
 
-/* PART_INIT: KEYS: st. Creates the partition state once. Reply 1 created, 0 existed. */
+/* Fencing (DESIGN.md 5b): one scheduler at a time holds a lease whose epoch
+ * grows with every takeover. The scheduler stamps its epoch into the pool
+ * hash and every partition state ('ep') when it takes over, and every grant
+ * and return script refuses a caller whose epoch is below the stamp, with
+ * the error "FENCED". A deposed scheduler can then finish nothing half-way:
+ * its next step fails before it writes. */
+#define SH_FENCE(key, arg)                                                                         \
+    "if tonumber(" arg ") < tonumber(redis.call('HGET', " key ", 'ep') or '0') then\n"            \
+    "  return redis.error_reply('FENCED epoch ' .. " arg " .. ' is below the stamp')\n"             \
+    "end\n"
+
+/* PART_INIT: KEYS: st. ARGV: epoch. Creates the partition state once.
+ * Reply 1 created, 0 existed. */
 static const char sh_script_part_init[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'a', 0, 's0', 0, 's1', 0, 'ded', 0, 'seq', 0,\n"
-    "           'state', 'open', 'g', 0, 'flips', 0, 'grants', 0)\n"
+    "           'state', 'open', 'g', 0, 'flips', 0, 'grants', 0, 'ep', ARGV[1])\n"
     "return 1\n";
 
 /* POOL_INIT: KEYS: pool. ARGV: total, start_ms, per_user_limit, parts, min_chunk,
- * max_chunk, name, then the salt of partition 0 .. parts-1. Creates the pool
- * once (reply 1) or changes nothing (reply 0). The SKU index lives on another
- * slot, so the caller adds the SKU to it (SADD, idempotent) afterwards. */
+ * max_chunk, name, epoch, then the salt of partition 0 .. parts-1. Creates the
+ * pool once (reply 1) or changes nothing (reply 0). The SKU index lives on
+ * another slot, so the caller adds the SKU to it (SADD, idempotent) afterwards. */
 static const char sh_script_pool_init[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'avail', ARGV[1], 'total', ARGV[1], 'start_ms', ARGV[2],\n"
     "           'pul', ARGV[3], 'parts', ARGV[4], 'minc', ARGV[5], 'maxc', ARGV[6],\n"
-    "           'name', ARGV[7], 'nextid', 0)\n"
+    "           'name', ARGV[7], 'nextid', 0, 'ep', ARGV[8])\n"
     "for i = 0, tonumber(ARGV[4]) - 1 do\n"
-    "  redis.call('HSET', KEYS[1], 't.' .. i, ARGV[8 + i])\n"
+    "  redis.call('HSET', KEYS[1], 't.' .. i, ARGV[9 + i])\n"
     "end\n"
     "return 1\n";
 
-/* GRANT_BEGIN: KEYS: pool, jrnl. ARGV: partition, wanted_units.
- * Takes u = min(avail, wanted) from avail and journals "g:P:u" under a new id.
- * Reply: {id, u, avail_after}; id 0 when the pool is empty. */
+/* EPOCH_STAMP: KEYS: a pool hash or a partition state. ARGV: epoch.
+ * Raises the key's 'ep' to epoch; a lower epoch is FENCED. Reply 1. */
+static const char sh_script_epoch_stamp[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOKEY') end\n"
+    SH_FENCE("KEYS[1]", "ARGV[1]")
+    "redis.call('HSET', KEYS[1], 'ep', ARGV[1])\n"
+    "return 1\n";
+
+/* GRANT_BEGIN: KEYS: pool, jrnl. ARGV: partition, wanted_units, id, epoch.
+ * The caller chooses the journal id (above every id it used before: 'nextid'
+ * is the highest id begun). Takes u = min(avail, wanted) from avail and
+ * journals "g:P:u" under id. Run again with the same id it changes nothing:
+ * a journaled id answers its first u; an id at or below nextid without an
+ * entry (it found the pool empty, or its grant finished) answers u = 0, so a
+ * late copy of a begin the caller gave up on takes nothing.
+ * Reply: {id, u, avail_after}; u 0 when nothing was taken. */
 static const char sh_script_grant_begin[] =
-    "local avail = tonumber(redis.call('HGET', KEYS[1], 'avail') or '0')\n"
+    "local h = redis.call('HMGET', KEYS[1], 'avail', 'nextid')\n"
+    "if not h[1] then return redis.error_reply('NOPOOL') end\n"
+    SH_FENCE("KEYS[1]", "ARGV[4]")
+    "local avail, id = tonumber(h[1]), tonumber(ARGV[3])\n"
+    "local j = redis.call('HGET', KEYS[2], ARGV[3])\n"
+    "if j then\n"
+    "  local p, u = string.match(j, '^g:(%d+):(%d+)$')\n"
+    "  if p ~= ARGV[1] then return redis.error_reply('BADID journal id used otherwise') end\n"
+    "  return {id, tonumber(u), avail}\n"
+    "end\n"
+    "if id <= tonumber(h[2] or '0') then return {id, 0, avail} end\n"
     "local u = math.min(avail, tonumber(ARGV[2]))\n"
-    "if u <= 0 then return {0, 0, avail} end\n"
-    "local id = redis.call('HINCRBY', KEYS[1], 'nextid', 1)\n"
-    "redis.call('HINCRBY', KEYS[1], 'avail', -u)\n"
+    "if u <= 0 then\n"
+    "  redis.call('HSET', KEYS[1], 'nextid', id)\n"
+    "  return {id, 0, avail}\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'avail', avail - u, 'nextid', id)\n"
     "redis.call('HSET', KEYS[2], id, 'g:' .. ARGV[1] .. ':' .. u)\n"
     "return {id, u, avail - u}\n";
 
-/* GRANT_APPLY: KEYS: st. ARGV: id, units, low_water_units.
+/* GRANT_APPLY: KEYS: st. ARGV: id, units, low_water_units, epoch.
  * Adds units to the standby sub-domain once (ids at or below g are done) and
  * flips when the active one is at the low-water mark.
  * Reply: {applied 0|1, a, s0, s1}. */
 static const char sh_script_grant_apply[] =
     "local h = redis.call('HMGET', KEYS[1], 'a', 's0', 's1', 'g')\n"
     "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n"
+    SH_FENCE("KEYS[1]", "ARGV[4]")
     "local a = tonumber(h[1])\n"
     "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
     "local id = tonumber(ARGV[1])\n"
@@ -263,15 +369,25 @@ static const char sh_script_grant_apply[] =
 /* JOURNAL_END: KEYS: jrnl. ARGV: id. Forgets a finished grant. Reply: 1 | 0. */
 static const char sh_script_journal_end[] = "return redis.call('HDEL', KEYS[1], ARGV[1])\n";
 
-/* RETURN_BEGIN: KEYS: pool, jrnl. ARGV: partition. Journals "r:P" under a new
- * id. Reply: id. */
+/* RETURN_BEGIN: KEYS: pool, jrnl. ARGV: partition, id, epoch. Journals "r:P"
+ * under the caller's id (ids as GRANT_BEGIN). Run again it changes nothing.
+ * Reply: id when journaled (now or before), 0 when the id is spent (at or
+ * below nextid without an entry: a late copy must not journal anything). */
 static const char sh_script_return_begin[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOPOOL') end\n"
-    "local id = redis.call('HINCRBY', KEYS[1], 'nextid', 1)\n"
-    "redis.call('HSET', KEYS[2], id, 'r:' .. ARGV[1])\n"
-    "return id\n";
+    "local h = redis.call('HMGET', KEYS[1], 'avail', 'nextid')\n"
+    "if not h[1] then return redis.error_reply('NOPOOL') end\n"
+    SH_FENCE("KEYS[1]", "ARGV[3]")
+    "local j = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "if j then\n"
+    "  if j ~= 'r:' .. ARGV[1] then return redis.error_reply('BADID journal id used otherwise') end\n"
+    "  return tonumber(ARGV[2])\n"
+    "end\n"
+    "if tonumber(ARGV[2]) <= tonumber(h[2] or '0') then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'nextid', ARGV[2])\n"
+    "redis.call('HSET', KEYS[2], ARGV[2], 'r:' .. ARGV[1])\n"
+    "return tonumber(ARGV[2])\n";
 
-/* RETURN_TAKE: KEYS: st. ARGV: id, close ('1' | '0').
+/* RETURN_TAKE: KEYS: st. ARGV: id, close ('1' | '0'), epoch.
  * Takes everything in s0 + s1 once per id and records it as r.ID; with close
  * the partition stops serving. Reply: {units, a, s0, s1}. */
 static const char sh_script_return_take[] =
@@ -279,15 +395,18 @@ static const char sh_script_return_take[] =
     "local h = redis.call('HMGET', KEYS[1], 'a', 's0', 's1', f)\n"
     "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n"
     "if h[4] then return {tonumber(h[4]), tonumber(h[1]), tonumber(h[2]), tonumber(h[3])} end\n"
+    SH_FENCE("KEYS[1]", "ARGV[3]")
     "local u = tonumber(h[2]) + tonumber(h[3])\n"
     "redis.call('HSET', KEYS[1], 's0', 0, 's1', 0, f, u)\n"
     "if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'state', 'closed') end\n"
     "return {u, tonumber(h[1]), 0, 0}\n";
 
-/* RETURN_APPLY: KEYS: pool, jrnl. ARGV: id, units. Adds units to avail while the
- * journal entry exists and deletes it in the same step. Reply: 1 applied, 0 done before. */
+/* RETURN_APPLY: KEYS: pool, jrnl. ARGV: id, units, epoch. Adds units to avail
+ * while the journal entry exists and deletes it in the same step.
+ * Reply: 1 applied, 0 done before. */
 static const char sh_script_return_apply[] =
     "if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end\n"
+    SH_FENCE("KEYS[1]", "ARGV[3]")
     "redis.call('HINCRBY', KEYS[1], 'avail', ARGV[2])\n"
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "return 1\n";
@@ -317,6 +436,10 @@ static const char *const sh_scripts[SH_SCRIPT_COUNT_] = {
     [SH_SCRIPT_RETURN_APPLY] = sh_script_return_apply,
     [SH_SCRIPT_RETURN_END] = sh_script_return_end,
     [SH_SCRIPT_RESTOCK] = sh_script_restock,
+    [SH_SCRIPT_USER_TAKE] = sh_script_user_take,
+    [SH_SCRIPT_USER_BACK] = sh_script_user_back,
+    [SH_SCRIPT_SETTLE] = sh_script_settle,
+    [SH_SCRIPT_EPOCH_STAMP] = sh_script_epoch_stamp,
 };
 
 const char *sh_stock_script_text(sh_stock_script s)

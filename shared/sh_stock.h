@@ -8,15 +8,18 @@
  *
  *   stock:skus                 set   every loaded SKU id (the registry index)
  *   {s:SKU}:pool               hash  avail total start_ms pul parts minc maxc
- *                                    name nextid t.P (tag salt of partition P)
+ *                                    name nextid ep t.P (tag salt of partition P)
  *   {s:SKU}:jrnl               hash  id -> "g:P:UNITS" pending grant
  *                                         | "r:P"      pending return
  *   {s:SKU}:rst                hash  restock id -> units (applied once)
  *   {s:SKU:P:K}:st             hash  a s0 s1 ded seq state g flips grants r.ID
+ *                                    ep rid rs0 (fencing epoch, last round id and
+ *                                    the seq it started from)
  *   {s:SKU:P:K}:d              stream packed details, entry id = last seq of the call
  *   {s:SKU:P:K}:o              hash  order -> "QTY,SEQ,RELSEQ,USER" | "t,VER"
  *   {o:SKU:ORDER}              string claim "P:VER": the partition that decides the order
- *   {u:SKU:USER}               string net units the user holds (per-user limit)
+ *   {u:SKU:USER}               hash  order -> "QTY:TOKEN", the orders a user holds
+ *                                    (per-user limit: the sum of QTY)
  *
  * K is a small salt chosen when the SKU is loaded so that the partitions of a
  * SKU land on distinct masters (the slot of "s:SKU:P:K" is what decides). */
@@ -59,6 +62,10 @@ typedef enum sh_stock_script {
     SH_SCRIPT_RETURN_APPLY, /* pool: add a return's units once, forget it */
     SH_SCRIPT_RETURN_END,   /* partition: forget the taken-record of a return */
     SH_SCRIPT_RESTOCK,      /* pool: add units once per restock id */
+    SH_SCRIPT_USER_TAKE,    /* user counter: take an order's units within the limit */
+    SH_SCRIPT_USER_BACK,    /* user counter: give an order's units back */
+    SH_SCRIPT_SETTLE,       /* partition: decide an order whose deduction was unknown */
+    SH_SCRIPT_EPOCH_STAMP,  /* pool or partition: raise the fencing epoch */
     SH_SCRIPT_COUNT_
 } sh_stock_script;
 
@@ -74,6 +81,7 @@ typedef enum sh_stock_item_status {
     SH_ITEM_INSUFFICIENT = 4, /* this partition cannot serve it; tombstone written */
     SH_ITEM_MOVED = 5,        /* the claim moved away from here; re-read the claim */
     SH_ITEM_UNKNOWN = 6,      /* release of an order this partition never served */
+    SH_ITEM_RELEASED = 7,     /* deduct of an order that was released; nothing changed */
 } sh_stock_item_status;
 
 /* Partition flags returned by SH_SCRIPT_DEDUCT (and the registry's view). */
@@ -82,9 +90,9 @@ typedef enum sh_stock_item_status {
 #define SH_PART_F_EXHAUSTED     0x08
 #define SH_PART_F_CLOSED        0x10
 
-/* Arguments per item of SH_SCRIPT_DEDUCT, after the 4 fixed ones: its order
+/* Arguments per item of SH_SCRIPT_DEDUCT, after the 5 fixed ones: its order
  * id (all order ids come first, in item order), then op, user, qty, version. */
-#define SH_DEDUCT_FIXED_ARGS 4
+#define SH_DEDUCT_FIXED_ARGS 5
 #define SH_DEDUCT_ITEM_ARGS  5
 /* Values per item in its reply, after the 4 fixed ones (a, s0, s1, flags). */
 #define SH_DEDUCT_REPLY_FIXED 4

@@ -110,7 +110,7 @@ static const wire_type_info wire_types[WIRE_TYPE_LAST + 1] = {
     [SH_WIRE_SYNC_STATE_REP] = {"SYNC_STATE_REP", 0, SH_PARTITIONS_PER_SKU_MAX},
 };
 
-static const char *const wire_outcome_names[SH_WIRE_OUT_ERROR + 1] = {
+static const char *const wire_outcome_names[SH_WIRE_OUT_LAST_ + 1] = {
     [SH_WIRE_OUT_OK] = "OK",
     [SH_WIRE_OUT_SOLD_OUT] = "SOLD_OUT",
     [SH_WIRE_OUT_CONFLICT] = "CONFLICT",
@@ -120,6 +120,7 @@ static const char *const wire_outcome_names[SH_WIRE_OUT_ERROR + 1] = {
     [SH_WIRE_OUT_INVALID] = "INVALID",
     [SH_WIRE_OUT_UNAVAILABLE] = "UNAVAILABLE",
     [SH_WIRE_OUT_ERROR] = "ERROR",
+    [SH_WIRE_OUT_RELEASED] = "RELEASED",
 };
 
 static int wire_type_known(unsigned type)
@@ -137,7 +138,7 @@ const char *sh_wire_type_name(int type)
 
 const char *sh_wire_outcome_name(int status)
 {
-    if (status < SH_WIRE_OUT_OK || status > SH_WIRE_OUT_ERROR) {
+    if (status < SH_WIRE_OUT_OK || status > SH_WIRE_OUT_LAST_) {
         return "UNKNOWN";
     }
     return wire_outcome_names[status];
@@ -357,7 +358,7 @@ static sh_err check_item(sh_wire_type type, const sh_wire_item *it)
 
 static sh_err check_result(const sh_wire_result *res)
 {
-    if ((unsigned)res->status > SH_WIRE_OUT_ERROR || res->active > 1 ||
+    if ((unsigned)res->status > SH_WIRE_OUT_LAST_ || res->active > 1 ||
         (res->flags & ~SH_WIRE_RES_F_ALL_) != 0) {
         return SH_EINVAL;
     }

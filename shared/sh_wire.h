@@ -51,6 +51,8 @@ typedef enum sh_wire_outcome {
     SH_WIRE_OUT_INVALID = 6,
     SH_WIRE_OUT_UNAVAILABLE = 7,
     SH_WIRE_OUT_ERROR = 8,
+    SH_WIRE_OUT_RELEASED = 9, /* deduct of an order that was released since */
+    SH_WIRE_OUT_LAST_ = SH_WIRE_OUT_RELEASED,
 } sh_wire_outcome;
 
 /* sh_wire_item.flags; a bit outside SH_WIRE_ITEM_F_ALL_ is refused on both sides. */
@@ -116,7 +118,7 @@ typedef struct sh_wire_result {
     uint32_t qty;           /* <= SH_QTY_UNITS_MAX */
     uint16_t partition;     /* < SH_PARTITIONS_PER_SKU_MAX; the one that decided */
     uint32_t claim_version; /* the order's claim version the partition was asked under */
-    sh_wire_outcome status; /* decode refuses values past SH_WIRE_OUT_ERROR */
+    sh_wire_outcome status; /* decode refuses values past SH_WIRE_OUT_LAST_ */
     uint8_t flags;          /* SH_WIRE_RES_F_* */
     uint8_t active;         /* 0 or 1 */
 } sh_wire_result;

@@ -35,7 +35,7 @@
 #define SB_ID_BYTES      48
 #define SB_TIMEOUT_S     10
 #define SB_CLAIM_TTL_S   "604800"
-#define SB_FIXED_ARGS    (3 + 3 + SH_DEDUCT_FIXED_ARGS) /* EVALSHA sha 3 st d o now low ttl n */
+#define SB_FIXED_ARGS    (3 + 3 + SH_DEDUCT_FIXED_ARGS) /* EVALSHA sha 3 st d o now low ttl n rid */
 
 static void sb_usage(FILE *f)
 {
@@ -134,7 +134,7 @@ static void sb_run(redisContext *c, const char *sha, unsigned n, long calls)
         fprintf(stderr, "scriptbench: out of memory\n");
         exit(1);
     }
-    char now[24], nstr[24];
+    char now[24], nstr[24], rid[32];
     snprintf(nstr, sizeof nstr, "%u", n);
     const char *reset[] = {"CONFIG", "RESETSTAT"};
     freeReplyObject(sb_cmd(c, 2, reset, NULL));
@@ -154,6 +154,8 @@ static void sb_run(redisContext *c, const char *sha, unsigned n, long calls)
         argv[a++] = "0";
         argv[a++] = SB_CLAIM_TTL_S;
         argv[a++] = nstr;
+        snprintf(rid, sizeof rid, "sb.%ld", k); /* a new round id per call */
+        argv[a++] = rid;
         for (unsigned i = 0; i < n; i++) {
             snprintf(orders[i], SB_ID_BYTES, "o-%ld-%u", k, i);
             argv[a++] = orders[i];

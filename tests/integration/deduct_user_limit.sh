@@ -5,7 +5,7 @@
 # 10 connections. Exactly 2 must be ok and 8 answered user_limit: the counter
 # is taken atomically before the deduction (DESIGN 5a), so racing orders of
 # one user cannot all pass the check. Redis holds 2 deducted units and the
-# user's counter says 2.
+# user's counter holds 2 orders.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/stock_test.sh
 . "$(dirname "$0")/../lib/stock_test.sh"
@@ -25,7 +25,8 @@ assert_eq "loadgen exit code" 0 "$rc"
 assert_eq "ok answers" 2 "$(t_lg "$json" answers.ok)"
 assert_eq "user_limit answers" 8 "$(t_lg "$json" answers.user_limit)"
 assert_eq "Redis net deducted" 2 "$(t_redis_sum "$sku" ded)"
-assert_eq "Redis per-user counter {u:SKU:u0}" 2 "$(t_rcli GET "{u:$sku:u0}")"
+# The counter is a hash order -> "QTY:ROUND": one entry per order held.
+assert_eq "Redis per-user entries {u:SKU:u0}" 2 "$(t_rcli HLEN "{u:$sku:u0}")"
 # another user is not limited by u0's orders
 t_deduct "$sku" "other-1" "u1" 2
 t_expect "another user's order of 2 units" 200

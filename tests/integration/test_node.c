@@ -414,7 +414,7 @@ static void sku_create(const char *sku, int parts, const int64_t *units, uint32_
         total += units[p];
         sh_stock_key_part(st, sku, (unsigned)p, 0, 's');
         const char *keys[1] = {st};
-        redisReply *r = reval(g_sid_part_init, 1, keys, 0, NULL);
+        redisReply *r = reval(g_sid_part_init, 1, keys, 1, (const char *[]){"0"});
         assert_int_equal(reply_i64(r), 1);
         freeReplyObject(r);
     }
@@ -422,13 +422,13 @@ static void sku_create(const char *sku, int parts, const int64_t *units, uint32_
     snprintf(total_s, sizeof total_s, "%" PRId64, total);
     snprintf(pul_s, sizeof pul_s, "%u", per_user_limit);
     snprintf(parts_s, sizeof parts_s, "%d", parts);
-    const char *args[7 + SH_PARTITIONS_PER_SKU_MAX] = {total_s, "0",       pul_s,     parts_s,
-                                                       "1",     "1000000", "test sku"};
+    const char *args[8 + SH_PARTITIONS_PER_SKU_MAX] = {total_s, "0",       pul_s,     parts_s,
+                                                       "1",     "1000000", "test sku", "0"};
     for (int p = 0; p < parts; p++) {
-        args[7 + p] = "0";
+        args[8 + p] = "0";
     }
     const char *pkeys[1] = {pool};
-    redisReply *r = reval(g_sid_pool_init, 1, pkeys, 7 + parts, args);
+    redisReply *r = reval(g_sid_pool_init, 1, pkeys, 8 + parts, args);
     assert_int_equal(reply_i64(r), 1);
     freeReplyObject(r);
     for (int p = 0; p < parts; p++) {
@@ -439,8 +439,10 @@ static void sku_create(const char *sku, int parts, const int64_t *units, uint32_
         snprintf(part_s, sizeof part_s, "%d", p);
         snprintf(want_s, sizeof want_s, "%" PRId64, units[p]);
         const char *gkeys[2] = {pool, jrnl};
-        const char *gargs[2] = {part_s, want_s};
-        r = reval(g_sid_grant_begin, 2, gkeys, 2, gargs);
+        char gid_s[16];
+        snprintf(gid_s, sizeof gid_s, "%d", p + 1); /* journal ids chosen by the caller */
+        const char *gargs[4] = {part_s, want_s, gid_s, "0"};
+        r = reval(g_sid_grant_begin, 2, gkeys, 4, gargs);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         assert_int_equal(r->elements, 3);
         int64_t id = reply_i64(r->element[0]), u = reply_i64(r->element[1]);
@@ -451,8 +453,8 @@ static void sku_create(const char *sku, int parts, const int64_t *units, uint32_
         snprintf(u_s, sizeof u_s, "%" PRId64, u);
         sh_stock_key_part(st, sku, (unsigned)p, 0, 's');
         const char *akeys[1] = {st};
-        const char *aargs[3] = {id_s, u_s, "0"};
-        r = reval(g_sid_grant_apply, 1, akeys, 3, aargs);
+        const char *aargs[4] = {id_s, u_s, "0", "0"};
+        r = reval(g_sid_grant_apply, 1, akeys, 4, aargs);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         assert_int_equal(reply_i64(r->element[0]), 1);
         freeReplyObject(r);
@@ -585,13 +587,20 @@ static size_t details_check(const char *sku, int parts, detail *out, size_t cap)
     return n;
 }
 
-static int64_t redis_get_i64(const char *key)
+/* Units a user holds by its counter: the sum of QTY over its entries
+ * order -> "QTY:ROUND" (DESIGN.md 5a). */
+static int64_t user_held(const char *key)
 {
-    const char *argv[] = {"GET", key};
+    const char *argv[] = {"HVALS", key};
     redisReply *r = rcmd(key, 2, argv);
-    int64_t v = reply_i64(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int64_t sum = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        assert_int_equal(r->element[i]->type, REDIS_REPLY_STRING);
+        sum += strtoll(r->element[i]->str, NULL, 10);
+    }
     freeReplyObject(r);
-    return v;
+    return sum;
 }
 
 /* Sum of cmdstat_evalsha calls over every master. */
@@ -1072,7 +1081,7 @@ static void test_d_user_limit(void **state)
     assert_int_equal(limited, D_ORDERS - D_LIMIT);
     char ukey[SH_STOCK_KEY_BYTES_MAX];
     sh_stock_key_user(ukey, sku, "buyer");
-    assert_int_equal(redis_get_i64(ukey), D_LIMIT); /* refusals gave their units back */
+    assert_int_equal(user_held(ukey), D_LIMIT); /* refusals gave their units back */
 
     /* Releasing one order gives the user room for exactly one more. */
     rel.qty = 0;
@@ -1080,7 +1089,7 @@ static void test_d_user_limit(void **state)
     rel.user_id_len = 0;
     sh_wire_result r = call1(SH_WIRE_RELEASE_REQ, &rel);
     assert_int_equal(r.status, SH_WIRE_OUT_OK);
-    assert_int_equal(redis_get_i64(ukey), D_LIMIT - 1);
+    assert_int_equal(user_held(ukey), D_LIMIT - 1);
     sh_wire_item more = mk_item(sku, "d-more", "buyer", 1, 1);
     more.per_user_limit = D_LIMIT;
     r = call1(SH_WIRE_DEDUCT_REQ, &more);
@@ -1089,7 +1098,7 @@ static void test_d_user_limit(void **state)
     again.per_user_limit = D_LIMIT;
     r = call1(SH_WIRE_DEDUCT_REQ, &again);
     assert_int_equal(r.status, SH_WIRE_OUT_USER_LIMIT);
-    assert_int_equal(redis_get_i64(ukey), D_LIMIT);
+    assert_int_equal(user_held(ukey), D_LIMIT);
     assert_int_equal(check_conservation(sku, 2), D_LIMIT);
 }
 

@@ -529,19 +529,19 @@ static void sku_create(const char *sku, int parts)
     for (int p = 0; p < parts; p++) {
         sh_stock_key_part(st, sku, (unsigned)p, 0, 's');
         const char *keys[1] = {st};
-        redisReply *r = reval(g_sid_part_init, 1, keys, 0, NULL);
+        redisReply *r = reval(g_sid_part_init, 1, keys, 1, (const char *[]){"0"});
         assert_int_equal(reply_i64(r), 1);
         freeReplyObject(r);
     }
     char total_s[32], parts_s[16];
     snprintf(total_s, sizeof total_s, "%d", parts * UNITS_PER_PART);
     snprintf(parts_s, sizeof parts_s, "%d", parts);
-    const char *args[7 + PARTS_MAX] = {total_s, "0", "0", parts_s, "1", "1000000", "ship test"};
+    const char *args[8 + PARTS_MAX] = {total_s, "0", "0", parts_s, "1", "1000000", "ship test", "0"};
     for (int p = 0; p < parts; p++) {
-        args[7 + p] = "0";
+        args[8 + p] = "0";
     }
     const char *pkeys[1] = {pool};
-    redisReply *r = reval(g_sid_pool_init, 1, pkeys, 7 + parts, args);
+    redisReply *r = reval(g_sid_pool_init, 1, pkeys, 8 + parts, args);
     assert_int_equal(reply_i64(r), 1);
     freeReplyObject(r);
     for (int p = 0; p < parts; p++) {
@@ -549,8 +549,10 @@ static void sku_create(const char *sku, int parts)
         snprintf(part_s, sizeof part_s, "%d", p);
         snprintf(want_s, sizeof want_s, "%d", UNITS_PER_PART);
         const char *gkeys[2] = {pool, jrnl};
-        const char *gargs[2] = {part_s, want_s};
-        r = reval(g_sid_grant_begin, 2, gkeys, 2, gargs);
+        char gid_s[16];
+        snprintf(gid_s, sizeof gid_s, "%d", p + 1); /* journal ids chosen by the caller */
+        const char *gargs[4] = {part_s, want_s, gid_s, "0"};
+        r = reval(g_sid_grant_begin, 2, gkeys, 4, gargs);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         assert_int_equal(r->elements, 3);
         int64_t id = reply_i64(r->element[0]), u = reply_i64(r->element[1]);
@@ -561,8 +563,8 @@ static void sku_create(const char *sku, int parts)
         snprintf(u_s, sizeof u_s, "%" PRId64, u);
         sh_stock_key_part(st, sku, (unsigned)p, 0, 's');
         const char *akeys[1] = {st};
-        const char *aargs[3] = {id_s, u_s, "0"};
-        r = reval(g_sid_grant_apply, 1, akeys, 3, aargs);
+        const char *aargs[4] = {id_s, u_s, "0", "0"};
+        r = reval(g_sid_grant_apply, 1, akeys, 4, aargs);
         assert_int_equal(reply_i64(r->element[0]), 1);
         freeReplyObject(r);
         const char *jkeys[1] = {jrnl};

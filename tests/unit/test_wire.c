@@ -455,7 +455,7 @@ static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
         assert_true(r != NULL || cap == 0);
         rc = sh_wire_results_decode(buf, len, &hdr, r, cap);
         for (size_t i = 0; rc == SH_OK && i < hdr.count; i++) {
-            assert_true((unsigned)r[i].status <= SH_WIRE_OUT_ERROR);
+            assert_true((unsigned)r[i].status <= SH_WIRE_OUT_LAST_);
             assert_true(r[i].active <= 1);
         }
         free(r);
@@ -1587,11 +1587,11 @@ static void test_enum_out_of_range(void **state)
     size_t len = 0;
     uint8_t *msg = make_msg(1, &len); /* DEDUCT_REP */
     assert_int_equal(decode_any(1, msg, len, 8), SH_OK);
-    msg[RES0_STATUS_OFF] = SH_WIRE_OUT_ERROR + 1;
+    msg[RES0_STATUS_OFF] = SH_WIRE_OUT_LAST_ + 1;
     assert_int_equal(decode_any(1, msg, len, 8), SH_EINVAL);
     msg[RES0_STATUS_OFF] = 255;
     assert_int_equal(decode_any(1, msg, len, 8), SH_EINVAL);
-    msg[RES0_STATUS_OFF] = SH_WIRE_OUT_ERROR;
+    msg[RES0_STATUS_OFF] = SH_WIRE_OUT_LAST_;
     assert_int_equal(decode_any(1, msg, len, 8), SH_OK);
     msg[RES0_STATUS_OFF + 1] = SH_WIRE_RES_F_ALL_ + 1; /* unknown flag bit */
     assert_int_equal(decode_any(1, msg, len, 8), SH_EINVAL);
@@ -1625,7 +1625,8 @@ static void test_enum_out_of_range(void **state)
 
     assert_string_equal(sh_wire_outcome_name(SH_WIRE_OUT_SOLD_OUT), "SOLD_OUT");
     assert_string_equal(sh_wire_outcome_name(SH_WIRE_OUT_ERROR), "ERROR");
-    assert_string_equal(sh_wire_outcome_name(SH_WIRE_OUT_ERROR + 1), "UNKNOWN");
+    assert_string_equal(sh_wire_outcome_name(SH_WIRE_OUT_RELEASED), "RELEASED");
+    assert_string_equal(sh_wire_outcome_name(SH_WIRE_OUT_LAST_ + 1), "UNKNOWN");
     assert_string_equal(sh_wire_outcome_name(-1), "UNKNOWN");
     assert_string_equal(sh_wire_type_name(SH_WIRE_PARTOP_REP), "PARTOP_REP");
     assert_string_equal(sh_wire_type_name(SH_WIRE_DEDUCT_REQ), "DEDUCT_REQ");
