@@ -7,9 +7,17 @@
  * cluster answers: MOVED fixes one slot at once and schedules a rate-limited
  * full refresh; ASK is followed once with ASKING pipelined before the command
  * and leaves the map alone (the migration is not finished); TRYAGAIN,
- * CLUSTERDOWN and dead connections back off, refresh and retry. Scripts are
- * kept as text so a node that lost its script cache (restart, failover,
- * SCRIPT FLUSH) is healed on NOSCRIPT.
+ * CLUSTERDOWN, READONLY, LOADING, MASTERDOWN and nodes that cannot be reached
+ * back off, refresh and retry. Scripts are kept as text so a node that lost
+ * its script cache (restart, failover, SCRIPT FLUSH) is healed on NOSCRIPT.
+ *
+ * The retry rule (sh_cluster.h): a command is sent again only when it surely
+ * did not run. So the router writes each buffer itself (cl_flush) to learn
+ * whether any byte left; after that, a failed or timed-out read makes the
+ * outcome unknown (SH_EUNKNOWN) and the connection is closed, never reused.
+ * Before a pooled connection is written to, one non-blocking peek
+ * (cl_ctx_usable) finds the ones the peer closed, which would otherwise turn
+ * every failover into unknown outcomes.
  *
  * Node table entries keep their index while the node stays in the cluster:
  * a refresh only drops nodes that left and fills freed entries with new ones.
@@ -30,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #define CL_MOD             "cluster"
@@ -112,7 +121,7 @@ typedef enum cl_kind {
     CL_FINAL = 0, /* give the reply to the caller */
     CL_MOVED,
     CL_ASK,
-    CL_TRYAGAIN, /* TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN */
+    CL_TRYAGAIN, /* TRYAGAIN, CLUSTERDOWN, READONLY, LOADING, MASTERDOWN */
     CL_NOSCRIPT,
 } cl_kind;
 
@@ -304,6 +313,65 @@ static redisContext *cl_node_ctx(sh_cluster *c, int i, sh_err *rc)
         n->lost = false;
     }
     return n->ctx;
+}
+
+/* True when ctx can take a new command: the peer has not closed or reset it,
+ * and no byte is waiting that no command asked for (a stream out of sync).
+ * One recv(MSG_PEEK | MSG_DONTWAIT): it never blocks and consumes nothing. */
+static bool cl_ctx_usable(const redisContext *ctx)
+{
+    if (sdslen(ctx->obuf) != 0 || ctx->reader->pos < ctx->reader->len) {
+        return false; /* unsent bytes, or bytes after the last reply */
+    }
+    char b;
+    ssize_t n = recv(ctx->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0) {
+        return false; /* 0: EOF; 1: data no command asked for */
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+/* The node's connection for a new send: the pooled one if cl_ctx_usable, else
+ * a new one. Checking here keeps a dead node a retryable connect failure
+ * instead of a written command with an unknown outcome. */
+static redisContext *cl_node_fresh(sh_cluster *c, int i, sh_err *rc)
+{
+    SH_ASSERT(i >= 0 && i < SH_CLUSTER_NODES_MAX);
+    cl_node *n = &c->nodes[i];
+    if (n->ctx != NULL && !cl_ctx_usable(n->ctx)) {
+        SH_INFO(CL_MOD, "stale connection replaced addr=%s:%d", n->addr.host, n->addr.port);
+        cl_node_kill(c, i, SH_EIO);
+    }
+    return cl_node_ctx(c, i, rc);
+}
+
+/* Writes ctx's output buffer until it is empty. *wrote tells whether any byte
+ * left: until one does, a failure proves the commands in it never reached the
+ * node. Each redisBufferWrite is one write(2) on a blocking socket with a send
+ * timeout, so it makes progress or fails; only EINTR gives neither, and the
+ * deadline bounds that. */
+static sh_err cl_flush(redisContext *ctx, uint64_t deadline_ms, bool *wrote)
+{
+    SH_ASSERT(ctx != NULL && wrote != NULL);
+    *wrote = false;
+    size_t left = sdslen(ctx->obuf);
+    int done = 0;
+    while (!done) {
+        int ok = redisBufferWrite(ctx, &done);
+        int saved_errno = errno;
+        size_t now_left = sdslen(ctx->obuf);
+        SH_ASSERT(now_left <= left);
+        *wrote = *wrote || now_left < left;
+        left = now_left;
+        if (ok != REDIS_OK) {
+            return cl_ctx_rc(ctx, saved_errno);
+        }
+        if (!done && sh_clock_mono_ms() > deadline_ms) {
+            return SH_ETIMEDOUT;
+        }
+    }
+    SH_ASSERT(left == 0);
+    return SH_OK;
 }
 
 static int cl_node_find(const sh_cluster *c, const char *host, int port)
@@ -519,7 +587,7 @@ static sh_err cl_slots_read(sh_cluster *c, redisContext *ctx, const char *from_h
 static sh_err cl_refresh_from_node(sh_cluster *c, int i)
 {
     sh_err rc;
-    redisContext *ctx = cl_node_ctx(c, i, &rc);
+    redisContext *ctx = cl_node_fresh(c, i, &rc);
     if (ctx == NULL) {
         return rc;
     }
@@ -753,8 +821,10 @@ static cl_kind cl_reply_kind(const redisReply *r, const cl_req *req)
     if (cl_word(r, "ASK")) {
         return CL_ASK;
     }
-    if (cl_word(r, "TRYAGAIN") || cl_word(r, "CLUSTERDOWN") || cl_word(r, "LOADING") ||
-        cl_word(r, "MASTERDOWN")) {
+    /* READONLY: a replica (or a master demoted by a failover) refused a write
+     * without running it; the map is stale, as after TRYAGAIN. */
+    if (cl_word(r, "TRYAGAIN") || cl_word(r, "CLUSTERDOWN") || cl_word(r, "READONLY") ||
+        cl_word(r, "LOADING") || cl_word(r, "MASTERDOWN")) {
         return CL_TRYAGAIN;
     }
     if (req->script >= 0 && cl_word(r, "NOSCRIPT")) {
@@ -808,7 +878,7 @@ static sh_err cl_script_load(sh_cluster *c, int i, int k)
 {
     SH_ASSERT(k >= 0 && k < c->script_count);
     sh_err rc;
-    redisContext *ctx = cl_node_ctx(c, i, &rc);
+    redisContext *ctx = cl_node_fresh(c, i, &rc);
     if (ctx == NULL) {
         return rc;
     }
@@ -899,36 +969,52 @@ static void cl_absorb(sh_cluster *c, cl_state *st, const cl_req *req, int from, 
     freeReplyObject(r);
 }
 
-/* Sends one command (after ASKING when asked to) on node i's live connection.
- * On failure the connection is freed and the error returned. */
+/* Sends one command (after ASKING when asked to) on node i's live connection
+ * and reads its reply. On failure the connection is freed; the error is the
+ * I/O one while no byte had left (the command did not run), SH_EUNKNOWN after
+ * (it may have run; counted in stats.unknown). */
 static sh_err cl_send(sh_cluster *c, int i, bool asking, const cl_req *req, redisReply **out)
 {
     redisContext *ctx = c->nodes[i].ctx;
     SH_ASSERT(ctx != NULL && out != NULL);
+    SH_ASSERT(sdslen(ctx->obuf) == 0);
     void *r = NULL;
     *out = NULL;
-    if (asking && redisAppendCommand(ctx, "ASKING") != REDIS_OK) {
+    bool wrote = false;
+    sh_err rc;
+    if ((asking && redisAppendCommand(ctx, "ASKING") != REDIS_OK) ||
+        redisAppendCommandArgv(ctx, req->argc, req->argv, req->argvlen) != REDIS_OK) {
+        rc = cl_ctx_rc(ctx, errno);
         goto dead;
     }
-    if (redisAppendCommandArgv(ctx, req->argc, req->argv, req->argvlen) != REDIS_OK) {
+    rc = cl_flush(ctx, sh_clock_mono_ms() + c->timeout_ms, &wrote);
+    if (rc != SH_OK) {
         goto dead;
     }
+    SH_ASSERT(wrote);
     if (asking) {
         if (redisGetReply(ctx, &r) != REDIS_OK || r == NULL) {
+            rc = cl_ctx_rc(ctx, errno);
             goto dead;
         }
         freeReplyObject(r); /* +OK, or an error the command's own reply will repeat */
         r = NULL;
     }
     if (redisGetReply(ctx, &r) != REDIS_OK || r == NULL) {
+        rc = cl_ctx_rc(ctx, errno);
         goto dead;
     }
     *out = r;
     return SH_OK;
-dead:;
-    sh_err rc = cl_ctx_rc(ctx, errno);
+dead:
     cl_node_kill(c, i, rc);
-    return rc;
+    if (!wrote) {
+        return rc;
+    }
+    c->stats.unknown++;
+    SH_WARN(CL_MOD, "outcome unknown, not sent again addr=%s:%d err=%s", c->nodes[i].addr.host,
+            c->nodes[i].addr.port, sh_strerror(rc));
+    return SH_EUNKNOWN;
 }
 
 static void cl_state_init(const sh_cluster *c, cl_state *st, uint16_t slot, uint64_t deadline_ms)
@@ -962,7 +1048,7 @@ static void cl_backoff(const sh_cluster *c, cl_state *st)
 
 /* Sends req until a final reply, at most CL_SENDS_MAX sends in all (st->sends
  * may already count sends made by the pipeline) and no new send after the
- * deadline. */
+ * deadline. Stops at once with SH_EUNKNOWN when a send may have run. */
 static sh_err cl_loop(sh_cluster *c, cl_state *st, const cl_req *req, redisReply **out)
 {
     SH_ASSERT(out != NULL && *out == NULL);
@@ -991,7 +1077,7 @@ static sh_err cl_loop(sh_cluster *c, cl_state *st, const cl_req *req, redisReply
             continue;
         }
         sh_err rc;
-        if (cl_node_ctx(c, node, &rc) == NULL) {
+        if (cl_node_fresh(c, node, &rc) == NULL) {
             st->last = rc;
             st->ask_node = -1;
             st->wait = true;
@@ -999,6 +1085,9 @@ static sh_err cl_loop(sh_cluster *c, cl_state *st, const cl_req *req, redisReply
         }
         redisReply *r;
         rc = cl_send(c, node, asking, req, &r);
+        if (rc == SH_EUNKNOWN) {
+            return rc; /* at most once: the caller decides */
+        }
         if (rc != SH_OK) {
             st->last = rc;
             st->ask_node = -1;
@@ -1077,18 +1166,11 @@ sh_err sh_cluster_node_command(sh_cluster *c, const char *addr, int argc, const 
         return SH_ELIMIT;
     }
     sh_err rc;
-    redisContext *ctx = cl_node_ctx(c, i, &rc);
-    if (ctx == NULL) {
+    if (cl_node_fresh(c, i, &rc) == NULL) {
         return rc;
     }
-    redisReply *r = redisCommandArgv(ctx, argc, argv, argvlen);
-    if (r == NULL) {
-        rc = cl_ctx_rc(ctx, errno);
-        cl_node_kill(c, i, rc);
-        return rc;
-    }
-    *reply_out = r;
-    return SH_OK;
+    cl_req req = {argc, argv, argvlen, -1};
+    return cl_send(c, i, false, &req, reply_out);
 }
 
 /* ==== scripts ============================================================== */
@@ -1119,7 +1201,7 @@ sh_err sh_cluster_script_add(sh_cluster *c, const char *lua, int *script_id_out)
         if (!owns[i]) {
             continue;
         }
-        redisContext *ctx = cl_node_ctx(c, i, &rc);
+        redisContext *ctx = cl_node_fresh(c, i, &rc);
         if (ctx == NULL) {
             continue;
         }
@@ -1240,15 +1322,32 @@ typedef struct cl_entry {
     cl_state st;
 } cl_entry;
 
+/* One node's part in a pipeline call. */
+typedef struct cl_pipe_node {
+    bool used;    /* entries were appended to its output buffer */
+    bool down;    /* its connection failed during this call */
+    bool unknown; /* ... after bytes of its buffer left: its entries may have run */
+    sh_err rc;    /* why it went down */
+} cl_pipe_node;
+
 static cl_req cl_entry_req(const sh_cluster_cmd *cmd, const cl_entry *e)
 {
     cl_req req = {cmd->argc, cmd->argv, cmd->argvlen, e->script};
     return req;
 }
 
-/* Phase 1: append every entry to its owner's output buffer. */
+static void cl_pipe_down(sh_cluster *c, cl_pipe_node *pn, int i, sh_err rc, bool unknown)
+{
+    cl_node_kill(c, i, rc);
+    pn[i].down = true;
+    pn[i].unknown = unknown;
+    pn[i].rc = rc;
+}
+
+/* Phase 1: append every entry to its owner's output buffer. A node's pooled
+ * connection is checked once, before its first entry. */
 static void cl_pipe_append(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, size_t n,
-                           bool down[], bool used[], uint64_t deadline_ms)
+                           cl_pipe_node *pn, uint64_t deadline_ms)
 {
     for (size_t i = 0; i < n; i++) {
         sh_cluster_cmd *cmd = &cmds[i];
@@ -1266,56 +1365,67 @@ static void cl_pipe_append(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, 
         cl_state_init(c, &e->st, sh_cluster_slot(cmd->route_key, cmd->route_len), deadline_ms);
         e->node = c->slots[e->st.slot];
         e->phase = CL_P_ALONE;
-        if (e->node < 0 || down[e->node]) {
+        if (e->node < 0 || pn[e->node].down) {
             e->st.wait = e->node >= 0;
+            if (e->node >= 0) {
+                e->st.last = pn[e->node].rc;
+            }
             continue;
         }
         sh_err rc;
-        redisContext *ctx = cl_node_ctx(c, e->node, &rc);
+        redisContext *ctx = pn[e->node].used ? c->nodes[e->node].ctx
+                                              : cl_node_fresh(c, e->node, &rc);
         if (ctx == NULL) {
-            down[e->node] = true;
+            pn[e->node].down = true;
+            pn[e->node].rc = rc;
             e->st.last = rc;
             e->st.wait = true;
             continue;
         }
         if (redisAppendCommandArgv(ctx, cmd->argc, cmd->argv, cmd->argvlen) != REDIS_OK) {
-            rc = cl_ctx_rc(ctx, errno);
-            cl_node_kill(c, e->node, rc);
-            down[e->node] = true;
-            e->st.last = rc;
+            /* Nothing is written yet, so the entries appended before are
+             * unsent too: cl_pipe_read re-runs them alone. */
+            cl_pipe_down(c, pn, e->node, cl_ctx_rc(ctx, errno), false);
+            e->st.last = pn[e->node].rc;
             e->st.wait = true;
             continue;
         }
-        used[e->node] = true;
+        pn[e->node].used = true;
         e->phase = CL_P_SENT;
     }
 }
 
 /* Phase 2: write every node's buffer before reading any reply, so the nodes
  * work in parallel. */
-static void cl_pipe_flush(sh_cluster *c, bool down[], const bool used[], uint64_t deadline_ms)
+static void cl_pipe_flush(sh_cluster *c, cl_pipe_node *pn, uint64_t deadline_ms)
 {
     for (int i = 0; i < SH_CLUSTER_NODES_MAX; i++) {
-        if (!used[i] || down[i]) {
+        if (!pn[i].used || pn[i].down) {
             continue;
         }
         redisContext *ctx = c->nodes[i].ctx;
         SH_ASSERT(ctx != NULL);
-        int done = 0;
-        while (!done) {
-            /* Each call writes some bytes or fails (blocking socket with a send
-             * timeout); only EINTR loops without progress, so bound it anyway. */
-            if (redisBufferWrite(ctx, &done) != REDIS_OK || sh_clock_mono_ms() > deadline_ms) {
-                cl_node_kill(c, i, cl_ctx_rc(ctx, errno));
-                down[i] = true;
-                break;
-            }
+        bool wrote;
+        sh_err rc = cl_flush(ctx, deadline_ms, &wrote);
+        if (rc != SH_OK) {
+            cl_pipe_down(c, pn, i, rc, wrote);
         }
     }
 }
 
-/* Phase 3: read the replies in entry order (each node answers in its order). */
-static void cl_pipe_read(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, size_t n, bool down[])
+static void cl_pipe_unknown(sh_cluster *c, sh_cluster_cmd *cmd, cl_entry *e)
+{
+    cmd->reply = NULL;
+    cmd->rc = SH_EUNKNOWN;
+    e->phase = CL_P_DONE;
+    c->stats.unknown++;
+}
+
+/* Phase 3: read the replies in entry order (each node answers in its order).
+ * Entries of a node that failed after bytes left get SH_EUNKNOWN; entries of
+ * a node that failed before are re-run in phase 4. */
+static void cl_pipe_read(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, size_t n,
+                         cl_pipe_node *pn)
 {
     for (size_t i = 0; i < n; i++) {
         cl_entry *e = &ents[i];
@@ -1324,19 +1434,24 @@ static void cl_pipe_read(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, si
         }
         e->phase = CL_P_ALONE;
         e->st.sends = 1;
-        if (down[e->node]) {
-            e->st.last = SH_EIO;
+        cl_pipe_node *p = &pn[e->node];
+        if (p->down && p->unknown) {
+            cl_pipe_unknown(c, &cmds[i], e);
+            continue;
+        }
+        if (p->down) {
+            e->st.last = p->rc;
             e->st.wait = true;
             continue;
         }
         redisContext *ctx = c->nodes[e->node].ctx;
         void *r = NULL;
         if (redisGetReply(ctx, &r) != REDIS_OK || r == NULL) {
-            sh_err rc = cl_ctx_rc(ctx, errno);
-            cl_node_kill(c, e->node, rc);
-            down[e->node] = true;
-            e->st.last = rc;
-            e->st.wait = true;
+            cl_pipe_down(c, pn, e->node, cl_ctx_rc(ctx, errno), true);
+            SH_WARN(CL_MOD, "outcome unknown, not sent again addr=%s:%d err=%s",
+                    c->nodes[e->node].addr.host, c->nodes[e->node].addr.port,
+                    sh_strerror(p->rc));
+            cl_pipe_unknown(c, &cmds[i], e);
             continue;
         }
         cl_req req = cl_entry_req(&cmds[i], e);
@@ -1367,12 +1482,12 @@ sh_err sh_cluster_pipeline(sh_cluster *c, sh_cluster_cmd *cmds, size_t n)
         return SH_ENOMEM;
     }
     uint64_t deadline_ms = cl_deadline(c);
-    bool down[SH_CLUSTER_NODES_MAX] = {false};
-    bool used[SH_CLUSTER_NODES_MAX] = {false};
+    cl_pipe_node pn[SH_CLUSTER_NODES_MAX];
+    memset(pn, 0, sizeof pn);
     cl_refresh_limited(c);
-    cl_pipe_append(c, cmds, ents, n, down, used, deadline_ms);
-    cl_pipe_flush(c, down, used, deadline_ms);
-    cl_pipe_read(c, cmds, ents, n, down);
+    cl_pipe_append(c, cmds, ents, n, pn, deadline_ms);
+    cl_pipe_flush(c, pn, deadline_ms);
+    cl_pipe_read(c, cmds, ents, n, pn);
 
     /* Phase 4: the leftovers, one at a time. Only the first of them honours a
      * pending back-off: the others failed at the same moment, and the first

@@ -3,9 +3,10 @@
  * hiredis 0.14.1 has no cluster support, so this module keeps the slot map
  * (CLUSTER SLOTS), sends each command to the master that owns its key's slot
  * and follows the cluster's answers: MOVED updates the map, ASK is followed
- * once with ASKING, TRYAGAIN/CLUSTERDOWN/I/O failures back off and refresh the
- * map. Every retry loop is bounded by SH_CLUSTER_REDIRECTS_MAX hops and by a
- * total time of a few times the timeout.
+ * once with ASKING, TRYAGAIN/CLUSTERDOWN/READONLY/LOADING/MASTERDOWN and
+ * failures to reach a node back off and refresh the map. Every retry loop is
+ * bounded by SH_CLUSTER_REDIRECTS_MAX hops and by a total time of a few times
+ * the timeout.
  *
  * Threads: an sh_cluster is owned by ONE thread. Every function taking an
  * sh_cluster * must be called from that thread only; there are no locks. A
@@ -16,9 +17,21 @@
  * that are not routing errors (WRONGTYPE, a Lua error, ...) are ordinary
  * replies: the call returns SH_OK and the reply has type REDIS_REPLY_ERROR.
  *
- * At-least-once: when a connection dies after a command was written, the
- * command may have run; the router sends it again. Commands that must not run
- * twice need their own idempotency (an id written with NX, see DESIGN.md 4).
+ * At most once per call. The router sends a command again only when it
+ * knows the first send did not run: (a) Redis answered with a reply it gives
+ * before running anything (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY,
+ * LOADING, MASTERDOWN, NOSCRIPT of a script added here), or (b) no byte of the
+ * command left this process (the connect failed, no node owns the slot, or the
+ * first write failed having written nothing). Once any byte was written, a
+ * timeout or a dropped connection makes the outcome unknown: the router closes
+ * that connection (a late reply must not be read as another command's), does
+ * not send again, and returns SH_EUNKNOWN for that command. The decision is
+ * the caller's: its mutating scripts carry an id it chose (written with NX,
+ * see DESIGN.md 4), so running one again with the same id changes nothing.
+ * A pooled connection is checked before each send (one non-blocking peek):
+ * one the peer closed (kill, failover) or one holding bytes nobody asked for
+ * is replaced before the command is written, so a dead node costs a retry,
+ * not an unknown outcome.
  *
  * SIGPIPE: hiredis writes with write(2); the process must ignore SIGPIPE. */
 #ifndef SH_CLUSTER_H
@@ -37,11 +50,12 @@ typedef struct sh_cluster_stats {
     uint64_t commands;       /* commands submitted by callers (pipeline: one per entry) */
     uint64_t moved;          /* MOVED replies followed */
     uint64_t ask;            /* ASK replies followed */
-    uint64_t tryagain;       /* TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN replies */
+    uint64_t tryagain;       /* TRYAGAIN, CLUSTERDOWN, READONLY, LOADING, MASTERDOWN */
     uint64_t refreshes;      /* slot maps read with CLUSTER SLOTS (open included) */
     uint64_t reconnects;     /* connections opened to a node whose earlier one died */
     uint64_t noscript_loads; /* SCRIPT LOADs run after a NOSCRIPT reply */
-    uint64_t io_errors;      /* failed connects, writes, reads and timeouts */
+    uint64_t io_errors;      /* failed connects, writes, reads, timeouts, stale connections */
+    uint64_t unknown;        /* commands whose outcome is unknown (SH_EUNKNOWN) */
 } sh_cluster_stats;
 
 /* One entry of a pipeline. The caller fills route_key..argvlen; the router
@@ -84,12 +98,15 @@ sh_err sh_cluster_refresh(sh_cluster *c);
 /* Sends argv to the master owning route_key's slot and returns its reply in
  * *reply_out (caller frees). Follows MOVED (updates the map, schedules a refresh
  * rate-limited to one per SH_CLUSTER_REFRESH_MS_MIN), ASK (ASKING + command on
- * the target, once, map unchanged), TRYAGAIN / CLUSTERDOWN / I/O errors (back
- * off, refresh, reconnect). An EVALSHA of a script added with
- * sh_cluster_script_add is reloaded on NOSCRIPT. At most 1 +
- * SH_CLUSTER_REDIRECTS_MAX sends. When they run out: SH_ECLUSTER, SH_EIO or
- * SH_ETIMEDOUT (the last failure) and *reply_out = NULL. SH_EINVAL when argc
- * is not in 1..SH_CLUSTER_ARGS_MAX. */
+ * the target, once, map unchanged), TRYAGAIN / CLUSTERDOWN / READONLY /
+ * LOADING / MASTERDOWN and failures before any byte was written (back off,
+ * refresh, reconnect). An EVALSHA of a script added with sh_cluster_script_add
+ * is reloaded on NOSCRIPT. At most 1 + SH_CLUSTER_REDIRECTS_MAX sends. When
+ * they run out: SH_ECLUSTER, SH_EIO or SH_ETIMEDOUT (the last failure) and
+ * *reply_out = NULL; the command did not run. SH_EUNKNOWN (and *reply_out =
+ * NULL) when the command was written and then the reply timed out or the
+ * connection dropped: it may have run, and it was not sent again. SH_EINVAL
+ * when argc is not in 1..SH_CLUSTER_ARGS_MAX. */
 sh_err sh_cluster_command(sh_cluster *c, const char *route_key, size_t route_len, int argc,
                           const char **argv, const size_t *argvlen, redisReply **reply_out);
 
@@ -109,19 +126,22 @@ const char *sh_cluster_script_sha(const sh_cluster *c, int script_id);
 /* EVALSHA of script_id with numkeys >= 1 keys and nargs args, routed by keys[0].
  * All keys must share keys[0]'s slot (SH_EINVAL otherwise, nothing sent).
  * NOSCRIPT runs SCRIPT LOAD on that node and retries (counts against the same
- * bound). Reply and error codes as sh_cluster_command. */
+ * bound). Reply and error codes as sh_cluster_command, SH_EUNKNOWN included. */
 sh_err sh_cluster_evalsha(sh_cluster *c, int script_id, int numkeys, const char **keys,
                           const size_t *keylens, int nargs, const char **args,
                           const size_t *arglens, redisReply **reply_out);
 
 /* Sends cmds[0..n) grouped by owner node: every group is written first, then
  * the replies are read, so one batch costs one round trip per node and keeps
- * the order within a node. An entry answered by a redirect, TRYAGAIN, NOSCRIPT
- * (of a known script) or an I/O failure is then re-run alone with
- * sh_cluster_command's logic. Each cmds[i] gets its reply (caller frees) and
- * rc. The whole call is bounded by about twice the timeout; entries left when
- * it runs out get SH_ETIMEDOUT. Returns SH_OK when every entry has a reply,
- * else the first failing entry's rc. */
+ * the order within a node. An entry answered by a routing reply (as in
+ * sh_cluster_command) or never written (its node could not be reached, or the
+ * first write of its node's buffer failed having written nothing) is then
+ * re-run alone with sh_cluster_command's logic. Entries written to a node
+ * whose write or read then failed get SH_EUNKNOWN and are not re-run: each
+ * may have run. Each cmds[i] gets its reply (caller frees) and rc. The whole
+ * call is bounded by about twice the timeout; entries left unsent when it runs
+ * out get SH_ETIMEDOUT. Returns SH_OK when every entry has a reply, else the
+ * first failing entry's rc. */
 sh_err sh_cluster_pipeline(sh_cluster *c, sh_cluster_cmd *cmds, size_t n);
 
 /* Number of distinct masters owning at least one slot in the current map. */
@@ -138,7 +158,9 @@ sh_err sh_cluster_slot_owner(const sh_cluster *c, uint16_t slot, char *addr, siz
 /* Sends argv to the node at addr ("host:port"), known or not, with no routing
  * and no retry (e.g. SCRIPT FLUSH, CLUSTER INFO). Any reply, error replies
  * included, is returned with SH_OK (caller frees). SH_EIO / SH_ETIMEDOUT when
- * the node cannot be reached or the connection dies (it is reopened next time). */
+ * the node cannot be reached or the command could not be written (it did not
+ * run); SH_EUNKNOWN when it was written and the read then failed or timed out
+ * (it may have run). The connection is reopened next time. */
 sh_err sh_cluster_node_command(sh_cluster *c, const char *addr, int argc, const char **argv,
                                const size_t *argvlen, redisReply **reply_out);
 

@@ -24,6 +24,7 @@ static const char *const sh_err_names[SH_ERR_COUNT_] = {
     [SH_ECONFIG] = "invalid configuration",
     [SH_ECLOSED] = "closed",
     [SH_EINTERNAL] = "internal error",
+    [SH_EUNKNOWN] = "outcome unknown: the command may have run",
 };
 
 const char *sh_strerror(sh_err rc)

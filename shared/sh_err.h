@@ -27,6 +27,7 @@ typedef enum sh_err {
     SH_ECONFIG,   /* configuration file is invalid */
     SH_ECLOSED,   /* the object was closed or is shutting down */
     SH_EINTERNAL, /* an invariant failed; a bug */
+    SH_EUNKNOWN,  /* the command reached the peer but no answer came back: it may have run */
     SH_ERR_COUNT_ /* number of codes; keep last */
 } sh_err;
 
