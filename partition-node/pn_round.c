@@ -271,6 +271,30 @@ static void pr_pipeline(pn_round *r)
     (void)sh_cluster_pipeline(r->router, r->cmds, r->ncmds);
 }
 
+/* Asks again, alone, each entry of the last pipeline whose outcome the router
+ * could not tell (SH_EUNKNOWN: written, then no reply in time). Every command
+ * of a round may run twice without changing anything: claims are SET NX GET
+ * and compare-and-set, user entries are keyed by order and round id, DEDUCT
+ * answers a repeat of its round id as the first run did. So the second answer
+ * is the first one's. Bounded: once per entry, and no more after one fails
+ * (a master that is gone would make each ask wait the router's timeout). */
+static void pr_rerun_unknown(pn_round *r)
+{
+    for (size_t k = 0; k < r->ncmds; k++) {
+        sh_cluster_cmd *c = &r->cmds[k];
+        if (c->rc != SH_EUNKNOWN) {
+            continue;
+        }
+        SH_ASSERT(c->reply == NULL);
+        r->stats.reruns++;
+        c->rc = sh_cluster_command(r->router, c->route_key, c->route_len, c->argc, c->argv,
+                                   c->argvlen, &c->reply);
+        if (c->rc != SH_OK) {
+            break;
+        }
+    }
+}
+
 static bool pr_is_noscript(const redisReply *rep)
 {
     return rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8 &&
@@ -716,6 +740,7 @@ static void pr_round_a(pn_round *r, const sh_wire_item *items, const bool *relea
 {
     pr_round_a_build(r, items, release, n);
     pr_pipeline(r);
+    pr_rerun_unknown(r);
     pr_round_a_read(r, items, release, n, res);
     pr_cmds_free(r);
 }
@@ -914,16 +939,6 @@ static void pr_round_b_read(pn_round *r, const sh_wire_item *items, const bool *
         sh_cluster_cmd *c = &r->cmds[call->cmd];
         pr_heal_noscript(r, c, r->sid_deduct, 3);
         const sh_wire_item *first = &items[r->keys[call->first].idx];
-        if (c->rc != SH_OK) {
-            /* The call may have run. It carries this round's id, so running it
-             * again changes nothing and answers as the first run did (the
-             * DEDUCT contract in sh_stock.c): ask once more, now, before any
-             * later round writes to the partition. */
-            pr_log_once(r, PR_LOG_SCRIPT, "deduct script, asking again", first, c);
-            r->stats.reruns++;
-            c->rc = sh_cluster_evalsha(r->router, r->sid_deduct, 3, &c->argv[3], &c->argvlen[3],
-                                       c->argc - 6, &c->argv[6], &c->argvlen[6], &c->reply);
-        }
         pr_head head;
         if (c->rc != SH_OK || !pr_reply_ok(r, call, c->reply, items, release, &head)) {
             /* Still no answer: its items' fate is unknown to us; the sweep
@@ -976,6 +991,10 @@ static void pr_round_b(pn_round *r, const sh_wire_item *items, const bool *relea
     (void)pr_fmt_u64(r->now_str, sizeof r->now_str, sh_clock_wall_ms());
     pr_round_b_build(r, items, release, ncalls);
     pr_pipeline(r);
+    /* A call whose outcome is unknown carries this round's id: asked again
+     * now, before any later round writes to its partition, it changes nothing
+     * and answers as the first run did (the DEDUCT contract in sh_stock.c). */
+    pr_rerun_unknown(r);
     pr_round_b_read(r, items, release, ncalls, res);
     pr_cmds_free(r);
 }
@@ -1054,6 +1073,7 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
     }
     r->stats.give_backs += r->ncmds;
     pr_pipeline(r);
+    pr_rerun_unknown(r);
     for (size_t i = 0; i < n; i++) {
         pr_item *it = &r->it[i];
         sh_cluster_cmd *c = it->cmd_incr >= 0 ? &r->cmds[it->cmd_incr] : NULL;
