@@ -12,9 +12,9 @@
 #
 # The schema is made by the sync worker's own migration runner
 # (`$BIN/stock-syncd --migrate`, sql/migrations compiled in), the one source of
-# truth, so `up` needs the programs built first (`make all`); BIN defaults to
-# bin/ and, when relative, is taken from the repository root (`make asan`
-# passes BIN=build/asan/bin).
+# truth, so `up` needs the programs built first (`make all`). The programs are
+# taken from $STOCK_BIN, else $BIN (`make asan` passes BIN=build/asan/bin), else
+# bin/; a relative path is taken from the repository root.
 #
 # Port layout for base port N:
 #   N .. N+5        Redis client ports (the first three become masters)
@@ -40,7 +40,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
-STOCK_BIN=${BIN:-bin}
+STOCK_BIN=${STOCK_BIN:-${BIN:-bin}}
 case "$STOCK_BIN" in /*) ;; *) STOCK_BIN="$REPO_ROOT/$STOCK_BIN" ;; esac
 SYNCD="$STOCK_BIN/stock-syncd"
 
