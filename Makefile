@@ -75,7 +75,27 @@ $(BIN)/stock-node: $(call obj,$(PN_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_HIREDIS) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 
-$(BIN)/stock-syncd: $(call obj,$(SW_SRC)) $(SH_LIB)
+# The schema migrations, embedded: sql/migrations/NNN_name.sql -> a C table
+# (scripts/gen_migrations.sh), so stock-syncd never reads the source tree at
+# run time. migrations.list changes only when a file is added or removed, which
+# a wildcard prerequisite alone would not notice.
+MIGRATIONS := $(sort $(wildcard sql/migrations/*.sql))
+MIG_GEN    := $(BUILD)/gen/sw_migrations.c
+MIG_OBJ    := $(BUILD)/gen/sw_migrations.o
+
+.PHONY: FORCE
+$(BUILD)/gen/migrations.list: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MIGRATIONS)' | cmp -s - $@ || echo '$(MIGRATIONS)' >$@
+
+$(MIG_GEN): $(MIGRATIONS) $(BUILD)/gen/migrations.list scripts/gen_migrations.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen_migrations.sh $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
+
+$(MIG_OBJ): $(MIG_GEN)
+	$(CC) $(CFLAGS) -Isync-worker -c $< -o $@
+
+$(BIN)/stock-syncd: $(call obj,$(SW_SRC)) $(MIG_OBJ) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 
@@ -85,7 +105,7 @@ $(BUILD)/fault/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSH_FAULT_INJECTION -c $< -o $@
 
-$(BIN)/tests/stock-syncd-fault: $(patsubst %.c,$(BUILD)/fault/%.o,$(SW_SRC)) $(SH_LIB)
+$(BIN)/tests/stock-syncd-fault: $(patsubst %.c,$(BUILD)/fault/%.o,$(SW_SRC)) $(MIG_OBJ) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB_MYSQL) $(LIB_NNG) $(LIB_INIH) $(LIB_M)
 

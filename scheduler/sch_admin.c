@@ -1333,6 +1333,56 @@ done:
     return r;
 }
 
+/* db_migrate: a sync worker applies the schema migrations it carries (catalog
+ * op MIGRATE) and answers the version before and after. Idempotent: a second
+ * call answers the same version twice. A database newer than the worker is
+ * refused with both versions named (code "schema_too_new"). */
+static cJSON *sch_admin_cmd_db_migrate(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+{
+    static const char *const keys[] = {"cmd"};
+    if (sch_admin_check_keys(req, keys, 1, f) != 0) {
+        return NULL;
+    }
+    if (a->ctx->sync == NULL) {
+        sch_admin_failf(f, "internal", "no sync worker links");
+        return NULL;
+    }
+    sh_wire_catalog_req creq;
+    memset(&creq, 0, sizeof creq);
+    creq.op = SH_WIRE_CAT_MIGRATE;
+    sh_wire_catalog_rep crep;
+    sh_wire_sku row; /* MIGRATE answers no row */
+    size_t nrows = 0;
+    char why[SCH_ADMIN_MESSAGE_BYTES];
+    sh_err rc = sch_sync_catalog(a->ctx->sync, &creq, &crep, &row, &nrows, why, sizeof why);
+    if (rc != SH_OK) {
+        sch_admin_failf(f, "unavailable", "no sync worker answered the migration: %s", why);
+        SH_WARN("admin", "db migrate failed err=%s why=\"%s\"", sh_strerror(rc), why);
+        return NULL;
+    }
+    if (crep.status != SH_OK) {
+        sch_admin_failf(f, crep.status == SH_ERANGE ? "schema_too_new" : "migration_failed",
+                        "%s (%s)", crep.message, sh_strerror(crep.status));
+        SH_WARN("admin", "db migrate refused status=%s message=\"%s\"", sh_strerror(crep.status),
+                crep.message);
+        return NULL;
+    }
+    SH_INFO("admin", "db migrate schema_before=%u schema_after=%u", crep.schema_before,
+            crep.schema_after);
+    cJSON *r = sch_admin_reply_ok(f);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (sch_admin_add_u64(r, "schema_before", crep.schema_before) != 0 ||
+        sch_admin_add_u64(r, "schema_after", crep.schema_after) != 0 ||
+        sch_admin_add_bool(r, "applied", crep.applied) != 0) {
+        cJSON_Delete(r);
+        sch_admin_failf(f, "internal", "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
 static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_admin_fail *f)
 {
     static const char *const keys[] = {"cmd"};
@@ -1384,6 +1434,7 @@ static const struct {
     {"sku_restock", sch_admin_cmd_sku_restock},
     {"audit", sch_admin_cmd_audit},
     {"stats", sch_admin_cmd_stats},
+    {"db_migrate", sch_admin_cmd_db_migrate},
 };
 
 /* Parses one request line and returns its reply, never NULL unless out of
@@ -1433,10 +1484,10 @@ static cJSON *sch_admin_dispatch(sch_admin *a, const char *line, size_t len, sch
             }
         }
         if (i == sizeof sch_admin_commands / sizeof sch_admin_commands[0]) {
-            sch_admin_failf(
-                f, "unknown_command",
-                "unknown command '%.64s' (registry, sku_load, sku_restock, audit, stats)",
-                cmd->valuestring);
+            sch_admin_failf(f, "unknown_command",
+                            "unknown command '%.64s' (registry, sku_load, sku_restock, audit, "
+                            "stats, db_migrate)",
+                            cmd->valuestring);
         }
     }
     cJSON_Delete(req);

@@ -1,7 +1,8 @@
 /* sch_sync.h -- the scheduler's NNG req link to the sync workers: catalog and sync state.
  *
  * The scheduler asks a sync worker for SKU rows (sku load), to write them
- * (sku load with numbers, restock) and for MySQL's sync state of a SKU (audit).
+ * (sku load with numbers, restock), to apply the schema migrations (db migrate,
+ * catalog op MIGRATE) and for MySQL's sync state of a SKU (audit).
  * These are rare admin operations, so the calls are SYNCHRONOUS and run on the
  * scheduler's loop thread: while one waits for its answer (at most
  * sync.timeout_ms per worker tried) no HTTP request is served. That is the

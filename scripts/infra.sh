@@ -10,6 +10,12 @@
 # touching anything outside DIR, so that several runs can sit side by side on
 # different base ports.
 #
+# The schema is made by the sync worker's own migration runner
+# (`$BIN/stock-syncd --migrate`, sql/migrations compiled in), the one source of
+# truth, so `up` needs the programs built first (`make all`). The programs are
+# taken from $STOCK_BIN, else $BIN (`make asan` passes BIN=build/asan/bin), else
+# bin/; a relative path is taken from the repository root.
+#
 # Port layout for base port N:
 #   N .. N+5        Redis client ports (the first three become masters)
 #   N+10 .. N+15    Redis cluster bus ports (cluster-port, set explicitly)
@@ -20,7 +26,7 @@
 #                   nodes.conf, redis.pid, redis.log, start.log, appendonlydir/
 #   redis/cluster-create.log
 #   mysql/          data/, mysqld.sock, mysqld.pid, mysqld.err, mariadbd.out,
-#                   install.log
+#                   install.log, migrate.log (stock-syncd --migrate)
 #   base_port       base port of the last `up` (read by down and status)
 #   infra.env       written last by a successful `up`: KEY=value lines to source
 #
@@ -34,7 +40,9 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
-SCHEMA_SQL="$REPO_ROOT/sql/schema.sql"
+STOCK_BIN=${STOCK_BIN:-${BIN:-bin}}
+case "$STOCK_BIN" in /*) ;; *) STOCK_BIN="$REPO_ROOT/$STOCK_BIN" ;; esac
+SYNCD="$STOCK_BIN/stock-syncd"
 
 DEFAULT_BASE_PORT=21000
 REDIS_NODES=6          # 3 masters + 3 replicas
@@ -271,7 +279,7 @@ check_tools() {
     for t in redis-server redis-cli mariadbd mariadb-install-db mariadb mariadb-admin timeout realpath; do
         command -v "$t" >/dev/null || die "$t not found; run scripts/deps.sh"
     done
-    [ -r "$SCHEMA_SQL" ] || die "schema not found: $SCHEMA_SQL"
+    [ -x "$SYNCD" ] || die "$SYNCD not found: build first (make all); it applies the schema"
     # sun_path holds 108 bytes; MariaDB refuses longer socket paths.
     [ ${#DIR} -le 80 ] || die "--dir path too long for a Unix socket (max 80 chars): $DIR"
 }
@@ -449,13 +457,17 @@ wait_mysql() {
 }
 
 # root@127.0.0.1 with no password over TCP (install-db normally creates it; make sure),
-# then the schema.
+# then the schema: every migration of sql/migrations, applied by the sync worker's
+# runner (the same code every worker runs at start), before init_connect below
+# names the database it creates.
 setup_mysql() {
     timeout 30 mariadb --no-defaults --socket="$(mysql_socket)" -u root -e "
         CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
         GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" ||
         die "could not grant root@127.0.0.1 over $(mysql_socket)"
-    mysql_tcp <"$SCHEMA_SQL" || die "loading $SCHEMA_SQL failed"
+    timeout 120 "$SYNCD" --migrate -o mysql.host=127.0.0.1 -o "mysql.port=$(mysql_port)" \
+        -o mysql.user=root -o mysql.database=stock >"$(mysql_dir)/migrate.log" 2>&1 ||
+        die "$SYNCD --migrate failed; see $(mysql_dir)/migrate.log"
     # TCP sessions of root@127.0.0.1 start in the `stock` database, so a bare
     # `mariadb -h 127.0.0.1 -P PORT -u root -e 'select * from schema_version'`
     # answers. The server runs init_connect only for accounts without SUPER and

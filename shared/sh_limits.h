@@ -59,6 +59,12 @@
 #define SH_CONFIG_STRING_BYTES_MAX 256
 #define SH_CONFIG_KEYS_MAX         128
 
+/* ---- schema migrations (sql/migrations, sync-worker/sw_migrate.c) ------ */
+#define SH_MIGRATIONS_MAX                999     /* files NNN_name.sql: versions 1..999 */
+#define SH_MIGRATION_BYTES_MAX           1048576 /* one migration file, bytes */
+#define SH_MIGRATION_STATEMENT_BYTES_MAX 65536   /* one statement of a migration, bytes */
+#define SH_MIGRATE_LOCK_TIMEOUT_S_MAX    3600    /* GET_LOCK wait of one runner, s */
+
 /* ---- logging ---------------------------------------------------------- */
 #define SH_LOG_LINE_BYTES_MAX 1024
 
@@ -74,6 +80,9 @@ _Static_assert(SH_SYNC_BATCH_DETAILS_MAX <= SH_WIRE_DETAILS_MAX, "a batch fits o
 _Static_assert((uint64_t)SH_WIRE_DETAILS_MAX *(32 + 2 * 64 + 2) < SH_WIRE_MSG_BYTES_MAX,
                "a full detail batch fits one message");
 _Static_assert(SH_HTTP_BODY_BYTES_MAX <= SH_HTTP_BODY_BYTES_LIMIT, "default within limit");
+_Static_assert(SH_MIGRATION_STATEMENT_BYTES_MAX <= SH_MIGRATION_BYTES_MAX,
+               "a statement fits its file");
+_Static_assert(SH_MIGRATIONS_MAX <= INT32_MAX, "versions fit schema_version.version INT");
 _Static_assert(SH_CHUNK_UNITS_MAX <= SH_SKU_TOTAL_UNITS_MAX, "a chunk fits a SKU");
 
 #endif

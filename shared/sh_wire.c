@@ -32,7 +32,7 @@
 #define WIRE_ACK_FIXED_BYTES            (1 + 1 + 2 + 8 + 1)
 #define WIRE_SKU_FIXED_BYTES            (1 + 1 + 8 + 8 + 4 + 2 + 4 + 4)
 #define WIRE_CATALOG_REQ_FIXED_BYTES    (1 + WIRE_SKU_FIXED_BYTES + 1 + 8)
-#define WIRE_CATALOG_REP_FIXED_BYTES    (1 + 1 + 1)
+#define WIRE_CATALOG_REP_FIXED_BYTES    (1 + 1 + 4 + 4 + 1)
 #define WIRE_PARTOP_FIXED_BYTES         (1 + 1 + 1 + 2 + 8 + 8)
 #define WIRE_PARTOP_RESULT_FIXED_BYTES  (1 + 1 + 1 + 1 + 1 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + 1)
 #define WIRE_SYNC_STATE_REQ_FIXED_BYTES 1
@@ -438,13 +438,16 @@ static sh_err check_sku(const sh_wire_sku *s, int complete)
 static sh_err check_catalog_req(const sh_wire_catalog_req *req)
 {
     unsigned op = (unsigned)req->op;
-    if (op < SH_WIRE_CAT_GET || op > SH_WIRE_CAT_LIST) {
+    if (op < SH_WIRE_CAT_GET || op > SH_WIRE_CAT_MIGRATE) {
         return SH_EINVAL;
     }
     if (check_sku(&req->sku, op == SH_WIRE_CAT_UPSERT) != SH_OK) {
         return SH_EINVAL;
     }
-    if (op != SH_WIRE_CAT_LIST && req->sku.sku_id_len == 0) {
+    if (op != SH_WIRE_CAT_LIST && op != SH_WIRE_CAT_MIGRATE && req->sku.sku_id_len == 0) {
+        return SH_EINVAL;
+    }
+    if (op == SH_WIRE_CAT_MIGRATE && req->sku.sku_id_len != 0) {
         return SH_EINVAL;
     }
     if (op == SH_WIRE_CAT_RESTOCK) {
@@ -461,6 +464,11 @@ static sh_err check_catalog_req(const sh_wire_catalog_req *req)
 static sh_err check_catalog_rep(const sh_wire_catalog_rep *rep)
 {
     if ((unsigned)rep->status >= SH_ERR_COUNT_ || rep->applied > 1) {
+        return SH_EINVAL;
+    }
+    if (rep->schema_before > SH_WIRE_SCHEMA_VERSION_MAX ||
+        rep->schema_after > SH_WIRE_SCHEMA_VERSION_MAX ||
+        (rep->status == SH_OK && rep->schema_before > rep->schema_after)) {
         return SH_EINVAL;
     }
     return check_str(rep->message, rep->message_len, 0, SH_MESSAGE_CHARS_MAX);
@@ -1072,6 +1080,8 @@ sh_err sh_wire_catalog_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uin
     }
     wr_u8(&w, (uint8_t)rep->status);
     wr_u8(&w, rep->applied);
+    wr_u32(&w, rep->schema_before);
+    wr_u32(&w, rep->schema_after);
     wr_str(&w, rep->message, rep->message_len);
     for (size_t i = 0; i < n; i++) {
         wr_sku(&w, &skus[i]);
@@ -1091,6 +1101,8 @@ sh_err sh_wire_catalog_rep_decode(const uint8_t *buf, size_t len, sh_wire_header
     }
     rep->status = (sh_err)rd_u8(&r);
     rep->applied = rd_u8(&r);
+    rep->schema_before = rd_u32(&r);
+    rep->schema_after = rd_u32(&r);
     rd_str(&r, rep->message, SH_MESSAGE_CHARS_MAX, &rep->message_len);
     if (r.err == SH_OK && check_catalog_rep(rep) != SH_OK) {
         return SH_EINVAL;

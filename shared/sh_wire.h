@@ -22,7 +22,8 @@
 #include "sh_err.h"
 #include "sh_limits.h"
 
-#define SH_WIRE_VERSION     1
+/* 2: CATALOG_REP carries schema_before/after (catalog op MIGRATE). */
+#define SH_WIRE_VERSION     2
 #define SH_WIRE_PARTOPS_MAX 1024 /* items in one PARTOP_REQ/REP (SH_PARTITIONS_PER_SKU_MAX * 4) */
 
 typedef enum sh_wire_type {
@@ -72,7 +73,11 @@ typedef enum sh_wire_catalog_op {
     SH_WIRE_CAT_UPSERT = 2, /* insert the row if absent, return the stored row */
     SH_WIRE_CAT_RESTOCK = 3,
     SH_WIRE_CAT_LIST = 4,
+    SH_WIRE_CAT_MIGRATE = 5, /* apply the schema migrations; answers versions before and after */
 } sh_wire_catalog_op;
+
+/* Highest schema version a CATALOG_REP may carry: schema_version.version is an INT. */
+#define SH_WIRE_SCHEMA_VERSION_MAX 2147483647u
 
 typedef enum sh_wire_partop_op {
     SH_WIRE_PARTOP_GRANT = 1,   /* add units to a sub-domain once per grant id */
@@ -175,8 +180,9 @@ typedef struct sh_wire_sku {
 } sh_wire_sku;
 
 /* CATALOG_REQ (count = 1). GET, UPSERT and RESTOCK need sku.sku_id; LIST ignores
- * the record. restock_id (1..max) and units (1..SH_SKU_TOTAL_UNITS_MAX) are for
- * RESTOCK only and must be empty and 0 for the other ops. */
+ * the record; MIGRATE needs it empty. restock_id (1..max) and units
+ * (1..SH_SKU_TOTAL_UNITS_MAX) are for RESTOCK only and must be empty and 0 for
+ * the other ops. */
 typedef struct sh_wire_catalog_req {
     sh_wire_catalog_op op;
     sh_wire_sku sku;
@@ -185,10 +191,16 @@ typedef struct sh_wire_catalog_req {
     int64_t units;
 } sh_wire_catalog_req;
 
-/* CATALOG_REP head; count complete sh_wire_sku records follow (0..SH_SKUS_MAX). */
+/* CATALOG_REP head; count complete sh_wire_sku records follow (0..SH_SKUS_MAX).
+ * schema_before/after are MIGRATE's answer (0 for the other ops): the version
+ * found and the version left, both <= SH_WIRE_SCHEMA_VERSION_MAX, and with
+ * status SH_OK before <= after. */
 typedef struct sh_wire_catalog_rep {
     sh_err status;   /* < SH_ERR_COUNT_ */
-    uint8_t applied; /* 1 when the request changed something (row created, restock applied) */
+    uint8_t applied; /* 1 when the request changed something (row created, restock applied,
+                        a migration applied) */
+    uint32_t schema_before;
+    uint32_t schema_after;
     uint8_t message_len;
     char message[SH_MESSAGE_CHARS_MAX + 1];
 } sh_wire_catalog_rep;

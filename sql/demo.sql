@@ -1,6 +1,6 @@
 -- demo.sql -- the catalog rows `make demo` sells (scripts/demo.sh).
 --
--- A SKU's master row lives in MySQL (table `sku`, sql/schema.sql); the demo
+-- A SKU's master row lives in MySQL (table `sku`, sql/migrations/001_baseline.sql); the demo
 -- creates its rows here and then loads each one with `stockctl sku load SKU`,
 -- the catalog path: the scheduler asks a sync worker for the stored row and
 -- builds the Redis pool and partitions from it.

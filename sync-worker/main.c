@@ -1,12 +1,13 @@
 /* main.c -- stock-syncd: applies detail batches to MySQL exactly once; owns the catalog.
  *
- * Reads top to bottom: options, configuration, validation, signals, the server,
- * then the loop, which does nothing but wait for SIGTERM/SIGINT and print the
- * counters every SW_SUMMARY_INTERVAL_MS. SIGTERM and SIGINT are blocked in every
- * thread and taken synchronously here with sigtimedwait, so no handler runs on
- * an NNG or worker thread and shutdown happens in one place, in order. SIGPIPE
- * is ignored: a peer that went away must not kill the worker. */
+ * Reads top to bottom: options, configuration, validation, signals, the schema
+ * migrations (sw_migrate; `--migrate` stops after them), the server, then the loop, which does
+ * nothing but wait for SIGTERM/SIGINT and print the counters every SW_SUMMARY_INTERVAL_MS. SIGTERM
+ * and SIGINT are blocked in every thread and taken synchronously here with sigtimedwait, so no
+ * handler runs on an NNG or worker thread and shutdown happens in one place, in order. SIGPIPE is
+ * ignored: a peer that went away must not kill the worker. */
 #include "sw_config.h"
+#include "sw_migrate.h"
 #include "sw_server.h"
 #include "sw_stats.h"
 
@@ -16,7 +17,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #define SW_SUMMARY_INTERVAL_MS 10000 /* one summary line this often, when there was traffic */
@@ -41,10 +44,53 @@ static int sw_validate(const sw_config *cfg, const char *prog)
     return 1;
 }
 
+/* Takes "--migrate" out of argv (the shared parser knows short options only)
+ * and says whether it was there. */
+static int sw_take_migrate_flag(int *argc, char **argv)
+{
+    int found = 0;
+    int k = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            for (; i < *argc; i++) {
+                argv[k++] = argv[i];
+            }
+            break;
+        }
+        if (strcmp(argv[i], "--migrate") == 0) {
+            found = 1;
+        } else {
+            argv[k++] = argv[i];
+        }
+    }
+    *argc = k;
+    argv[k] = NULL;
+    return found;
+}
+
+/* Brings the schema up to this binary's version; 0 when done, 1 with the
+ * reason on stderr and in the log. */
+static int sw_migrate_now(const sw_config *cfg, const sw_mysql_opts *mo, const char *prog)
+{
+    sw_migrate_result res;
+    char why[SW_MYSQL_ERROR_CHARS_MAX + 64];
+    sh_err rc = sw_migrate_run(mo, (unsigned)cfg->migrate_lock_timeout_s, &res, why, sizeof why);
+    if (rc != SH_OK) {
+        fprintf(stderr, "%s: schema migration of database '%s' failed (%s): %s\n", prog,
+                cfg->mysql_database, sh_strerror(rc), why);
+        return 1;
+    }
+    SH_INFO(SW_MOD, "schema version=%u (was %u)", res.after, res.before);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sh_daemon_args args;
-    int rc = sh_daemon_parse_args(&args, argc, argv, "stock-syncd: detail batches into MySQL");
+    int migrate_only = sw_take_migrate_flag(&argc, argv);
+    int rc = sh_daemon_parse_args(&args, argc, argv,
+                                  "stock-syncd: detail batches into MySQL\n"
+                                  "  --migrate  apply the schema migrations and exit (0 = done)");
     if (rc != SH_DAEMON_CONTINUE) {
         return rc;
     }
@@ -81,26 +127,45 @@ int main(int argc, char **argv)
         SH_ERROR(SW_MOD, "cannot initialise counters");
         return 1;
     }
+    sw_mysql_opts mo = {
+        .host = cfg.mysql_host,
+        .socket = cfg.mysql_socket,
+        .port = (unsigned)cfg.mysql_port,
+        .user = cfg.mysql_user,
+        .password = cfg.mysql_password,
+        .database = cfg.mysql_database,
+        .connect_timeout_s = (unsigned)cfg.mysql_connect_timeout_s,
+        .rw_timeout_s = (unsigned)cfg.mysql_rw_timeout_s,
+        .lock_wait_timeout_s = (unsigned)cfg.mysql_lock_wait_timeout_s,
+        .backoff_max_ms = (uint32_t)cfg.mysql_retry_backoff_max_ms,
+        .attempts_max = (uint32_t)cfg.mysql_retry_attempts_max,
+        .retry_time_max_ms = (uint32_t)cfg.mysql_retry_time_max_ms,
+    };
+    if (migrate_only || cfg.migrate_on_start) {
+        /* Before serving: a worker must never write a schema older or newer
+         * than the one it was built for. Signals are blocked, so a SIGTERM
+         * here waits until the run ends (bounded by the mysql.retry_* keys
+         * and migrate.lock_timeout_s). */
+        atomic_bool no_stop = false;
+        sw_mysql_opts run = mo;
+        run.stop = &no_stop;
+        run.stats = &stats;
+        if (sw_migrate_now(&cfg, &run, args.prog) != 0) {
+            sw_stats_fini(&stats);
+            return 1;
+        }
+        if (migrate_only) {
+            sw_stats_fini(&stats);
+            return 0;
+        }
+    }
     sw_server_opts so = {
         .url = cfg.syncd_listen,
         .contexts = (int)cfg.syncd_contexts,
         .threads = (int)cfg.syncd_threads,
         .group_batches_max = (int)cfg.apply_group_batches_max,
-        .mysql =
-            {
-                .host = cfg.mysql_host,
-                .socket = cfg.mysql_socket,
-                .port = (unsigned)cfg.mysql_port,
-                .user = cfg.mysql_user,
-                .password = cfg.mysql_password,
-                .database = cfg.mysql_database,
-                .connect_timeout_s = (unsigned)cfg.mysql_connect_timeout_s,
-                .rw_timeout_s = (unsigned)cfg.mysql_rw_timeout_s,
-                .lock_wait_timeout_s = (unsigned)cfg.mysql_lock_wait_timeout_s,
-                .backoff_max_ms = (uint32_t)cfg.mysql_retry_backoff_max_ms,
-                .attempts_max = (uint32_t)cfg.mysql_retry_attempts_max,
-                .retry_time_max_ms = (uint32_t)cfg.mysql_retry_time_max_ms,
-            },
+        .migrate_lock_timeout_s = (unsigned)cfg.migrate_lock_timeout_s,
+        .mysql = mo,
         .stats = &stats,
     };
     sw_server *srv = NULL;

@@ -36,6 +36,10 @@ const sh_config_key sw_config_keys[] = {
      "innodb_lock_wait_timeout of the session, s; below rw_timeout_s", NULL},
     {"apply", "group_batches_max", SH_CONFIG_INT, 1, 64, "8", F(apply_group_batches_max),
      "detail batches applied in one transaction at most", NULL},
+    {"migrate", "on_start", SH_CONFIG_BOOL, 0, 1, "yes", F(migrate_on_start),
+     "apply the schema migrations before serving; a failure stops the worker", NULL},
+    {"migrate", "lock_timeout_s", SH_CONFIG_INT, 1, SH_MIGRATE_LOCK_TIMEOUT_S_MAX, "60",
+     F(migrate_lock_timeout_s), "wait for another worker's migration (GET_LOCK), s", NULL},
 };
 
 const size_t sw_config_nkeys = sizeof sw_config_keys / sizeof sw_config_keys[0];

@@ -24,6 +24,8 @@ typedef struct sw_config {
     int64_t mysql_retry_time_max_ms;
     int64_t mysql_lock_wait_timeout_s;
     int64_t apply_group_batches_max;
+    int migrate_on_start;
+    int64_t migrate_lock_timeout_s;
 } sw_config;
 
 extern const sh_config_key sw_config_keys[];

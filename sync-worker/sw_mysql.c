@@ -523,12 +523,12 @@ static void sm_rollback(sw_mysql *m)
     }
 }
 
-/* Sleeps ms in slices, returning 0 early when the stop flag rises. */
-static int sm_pause(sw_mysql *m, uint32_t ms)
+int sw_mysql_pause(const atomic_bool *stop, uint32_t ms)
 {
+    SH_ASSERT(stop != NULL);
     uint64_t end = sh_clock_mono_ms() + ms;
     for (;;) {
-        if (atomic_load(m->opts.stop)) {
+        if (atomic_load(stop)) {
             return 0;
         }
         uint64_t now = sh_clock_mono_ms();
@@ -627,7 +627,7 @@ sh_err sw_mysql_tx(sw_mysql *m, sw_tx_body body, void *arg, sw_db *verdict)
         atomic_fetch_add(&m->opts.stats->tx_retries, 1);
         SH_DEBUG(SM_MOD, "retrying transaction attempt=%u verdict=%s err=\"%s\"", attempt,
                  sm_verdict_name(v), m->err);
-        if (!sm_pause(m, sm_jitter(m, backoff_ms))) {
+        if (!sw_mysql_pause(m->opts.stop, sm_jitter(m, backoff_ms))) {
             sw_mysql_set_error(m, "shutting down");
             return SH_ECLOSED;
         }

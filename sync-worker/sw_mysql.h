@@ -147,6 +147,10 @@ sw_db sw_mysql_stmt(sw_mysql *m, const char *sql, const sw_param *params, size_t
  * only (inside a body). */
 size_t sw_mysql_escape(sw_mysql *m, char *dst, const char *src, size_t len);
 
+/* Sleeps ms in slices of a few ms; returns 1 after the full pause, 0 as soon
+ * as *stop is set (shutdown). Any thread. */
+int sw_mysql_pause(const atomic_bool *stop, uint32_t ms);
+
 /* Records a body's own failure reason (e.g. "synced_seq moved") as the last error. */
 void sw_mysql_set_error(sw_mysql *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

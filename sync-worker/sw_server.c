@@ -28,6 +28,7 @@
 #include "sw_apply.h"
 #include "sw_audit.h"
 #include "sw_catalog.h"
+#include "sw_migrate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -347,6 +348,33 @@ static size_t sv_group_cap(const sv_worker *w)
     return (size_t)w->srv->opts.group_batches_max;
 }
 
+/* The catalog op MIGRATE (stockctl db migrate): a migration run on its own
+ * connection (sw_migrate), answering the versions before and after. This
+ * worker thread is busy for the run; the others go on serving. */
+static void sv_migrate(sv_worker *w, sw_catalog_out *out)
+{
+    sw_server *s = w->srv;
+    sw_mysql_opts mo = s->opts.mysql;
+    mo.stop = &s->stop;
+    mo.stats = s->opts.stats;
+    sw_migrate_result res;
+    char why[SH_MESSAGE_CHARS_MAX + 1];
+    sh_err rc = sw_migrate_run(&mo, s->opts.migrate_lock_timeout_s, &res, why, sizeof why);
+    memset(&out->rep, 0, sizeof out->rep);
+    out->n = 0;
+    out->rep.status = rc;
+    out->rep.applied = rc == SH_OK && res.after > res.before;
+    out->rep.schema_before = res.before <= SH_WIRE_SCHEMA_VERSION_MAX ? res.before : 0;
+    out->rep.schema_after = res.after <= SH_WIRE_SCHEMA_VERSION_MAX ? res.after : 0;
+    if (rc == SH_OK) {
+        snprintf(why, sizeof why, "schema at version %u (was %u)", res.after, res.before);
+    }
+    size_t k = strlen(why);
+    memcpy(out->rep.message, why, k + 1);
+    out->rep.message_len = (uint8_t)k;
+    SH_ASSERT(rc != SH_OK || out->rep.schema_before <= out->rep.schema_after);
+}
+
 /* hdr is the message's header, already decoded once (its req_id is good even if
  * the body below fails to decode). */
 static void sv_catalog(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
@@ -370,7 +398,11 @@ static void sv_catalog(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
         sv_reply_catalog(q, hdr->req_id, &out);
         return;
     }
-    sw_catalog_run(w->mysql, s->opts.stats, &w->catalog_req, &out);
+    if (w->catalog_req.op == SH_WIRE_CAT_MIGRATE) {
+        sv_migrate(w, &out);
+    } else {
+        sw_catalog_run(w->mysql, s->opts.stats, &w->catalog_req, &out);
+    }
     sv_reply_catalog(q, hdr->req_id, &out);
 }
 

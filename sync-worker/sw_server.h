@@ -18,11 +18,12 @@
 typedef struct sw_server sw_server;
 
 typedef struct sw_server_opts {
-    const char *url;       /* NNG listen URL */
-    int contexts;          /* rep contexts, 1..SW_SERVER_CONTEXTS_MAX */
-    int threads;           /* worker threads, 1..SW_SERVER_THREADS_MAX */
-    int group_batches_max; /* batches per transaction, 1..SW_APPLY_GROUP_MAX */
-    sw_mysql_opts mysql;   /* per thread; stop and stats are filled in by the server */
+    const char *url;                 /* NNG listen URL */
+    int contexts;                    /* rep contexts, 1..SW_SERVER_CONTEXTS_MAX */
+    int threads;                     /* worker threads, 1..SW_SERVER_THREADS_MAX */
+    int group_batches_max;           /* batches per transaction, 1..SW_APPLY_GROUP_MAX */
+    unsigned migrate_lock_timeout_s; /* catalog op MIGRATE (sw_migrate_run) */
+    sw_mysql_opts mysql;             /* per thread; stop and stats are filled in by the server */
     sw_stats *stats;
 } sw_server_opts;
 

@@ -32,6 +32,10 @@ void ctl_usage(FILE *f)
             "                           add UNITS to the SKU's total, once per RESTOCK_ID\n"
             "  audit SKU                check the invariants of one SKU in Redis and MySQL\n"
             "  stats                    the scheduler's counters\n"
+            "  db migrate               have a sync worker apply the schema migrations it\n"
+            "                           carries (sql/migrations); prints the version before\n"
+            "                           and after. Safe to repeat; a database newer than the\n"
+            "                           worker is refused\n"
             "  help                     this text\n"
             "\n"
             "options:\n"
@@ -355,7 +359,8 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
     }
     if (i >= argc) {
         return ctl_fail(err, errlen,
-                        "no command given (registry, sku load, sku restock, audit, stats)");
+                        "no command given (registry, sku load, sku restock, audit, stats, "
+                        "db migrate)");
     }
     const char *cmd = argv[i++];
     const char *pos[2] = {NULL, NULL};
@@ -388,6 +393,12 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         if (rc == 0) {
             rc = ctl_num("UNITS", pos[1], 1, SH_SKU_TOTAL_UNITS_MAX, &a->units, err, errlen);
         }
+    } else if (strcmp(cmd, "db") == 0) {
+        if (i >= argc || strcmp(argv[i], "migrate") != 0) {
+            return ctl_fail(err, errlen, "usage: stockctl db migrate");
+        }
+        a->cmd = CTL_CMD_DB_MIGRATE;
+        rc = ctl_sub_args(a, argc, argv, i + 1, 0, 0, pos, 0, &npos, &seen_socket, err, errlen);
     } else if (strcmp(cmd, "sku") == 0) {
         if (i >= argc || strcmp(argv[i], "load") != 0) {
             return ctl_fail(err, errlen,
@@ -406,7 +417,8 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         }
     } else {
         return ctl_fail(err, errlen,
-                        "unknown command '%.80s' (registry, sku load, sku restock, audit, stats)",
+                        "unknown command '%.80s' (registry, sku load, sku restock, audit, stats, "
+                        "db migrate)",
                         cmd);
     }
     if (rc != 0) {
@@ -439,6 +451,7 @@ char *ctl_request_build(const ctl_args *a)
         [CTL_CMD_AUDIT] = "audit",
         [CTL_CMD_STATS] = "stats",
         [CTL_CMD_SKU_RESTOCK] = "sku_restock",
+        [CTL_CMD_DB_MIGRATE] = "db_migrate",
     };
     if (a == NULL || a->cmd == CTL_CMD_HELP || (size_t)a->cmd >= sizeof names / sizeof names[0]) {
         return NULL;

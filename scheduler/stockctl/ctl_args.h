@@ -28,6 +28,7 @@ typedef enum ctl_cmd {
     CTL_CMD_AUDIT,
     CTL_CMD_STATS,
     CTL_CMD_SKU_RESTOCK,
+    CTL_CMD_DB_MIGRATE,
 } ctl_cmd;
 
 typedef struct ctl_args {

@@ -823,6 +823,24 @@ int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply)
     return 1;
 }
 
+int ctl_print_db_migrate(FILE *out, FILE *err, const cJSON *reply)
+{
+    int64_t before = 0;
+    int64_t after = 0;
+    if (ctl_json_i64(reply, "schema_before", &before) != 0) {
+        return ctl_malformed(err, "db migrate", "schema_before");
+    }
+    if (ctl_json_i64(reply, "schema_after", &after) != 0) {
+        return ctl_malformed(err, "db migrate", "schema_after");
+    }
+    if (after == before) {
+        fprintf(out, "schema version %" PRId64 " (up to date)\n", after);
+    } else {
+        fprintf(out, "schema version %" PRId64 " (was %" PRId64 ")\n", after, before);
+    }
+    return 0;
+}
+
 int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply)
 {
     ctl_table t;

@@ -57,6 +57,10 @@ int ctl_print_sku_restock(FILE *out, FILE *err, const cJSON *reply);
  * too many pending details), with the reason. */
 int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply);
 
+/* "schema version N (was M)", or "schema version N (up to date)" when nothing
+ * was applied. */
+int ctl_print_db_migrate(FILE *out, FILE *err, const cJSON *reply);
+
 /* Every counter of the reply, one per line, aligned. */
 int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply);
 

@@ -120,7 +120,7 @@ static void env_need(const char *name, const char *why)
 static void env_load(void)
 {
     env_need("REDIS_SEED", "host:port of a Redis Cluster node");
-    env_need("MYSQL_PORT", "the MariaDB port with sql/schema.sql loaded");
+    env_need("MYSQL_PORT", "the MariaDB port with the schema migrated (sql/migrations)");
     env_need("STOCK_BIN", "where stock-node and stock-syncd are");
     const char *bin = getenv("STOCK_BIN");
     const char *host = getenv("MYSQL_HOST");

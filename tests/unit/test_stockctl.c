@@ -344,6 +344,7 @@ static void test_request_build(void **state)
     } cases[] = {
         {{"registry", NULL}, "{\"cmd\":\"registry\"}"},
         {{"stats", NULL}, "{\"cmd\":\"stats\"}"},
+        {{"db", "migrate", NULL}, "{\"cmd\":\"db_migrate\"}"},
         {{"audit", "flash-1", NULL}, "{\"cmd\":\"audit\",\"sku\":\"flash-1\"}"},
         {{"sku", "load", "a", NULL}, "{\"cmd\":\"sku_load\",\"sku\":\"a\"}"},
         {{"sku", "restock", "a", "1000000000", "--id", "r-1", NULL},
@@ -803,6 +804,54 @@ static void test_stats_load_error(void **state)
     cJSON_Delete(r);
 }
 
+/* Prints reply with print and checks the exit status and the text on out. */
+static void expect_print(int (*print)(FILE *, FILE *, const cJSON *), const char *reply, int status,
+                         const char *want_out)
+{
+    cJSON *r = reply_of(reply);
+    capture out, err;
+    cap_open(&out);
+    cap_open(&err);
+    assert_int_equal(print(out.f, err.f, r), status);
+    assert_string_equal(cap_text(&out), want_out);
+    cap_free(&out);
+    cap_free(&err);
+    cJSON_Delete(r);
+}
+
+static void test_db_migrate(void **state)
+{
+    (void)state;
+    ctl_args a;
+    char err[256];
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("db", "migrate", NULL)), 0);
+    assert_int_equal(a.cmd, CTL_CMD_DB_MIGRATE);
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("--json", "db", "migrate", NULL)), 0);
+    assert_int_equal(a.cmd, CTL_CMD_DB_MIGRATE);
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("db", NULL)), -1);
+    assert_non_null(strstr(err, "usage: stockctl db migrate"));
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("db", "drop", NULL)), -1);
+    assert_non_null(strstr(err, "usage: stockctl db migrate"));
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("db", "migrate", "now", NULL)), -1);
+    assert_non_null(strstr(err, "unexpected argument 'now'"));
+
+    static const struct {
+        const char *reply;
+        int status;
+        const char *out;
+    } cases[] = {
+        {"{\"ok\":true,\"schema_before\":0,\"schema_after\":3,\"applied\":true}", 0,
+         "schema version 3 (was 0)\n"},
+        {"{\"ok\":true,\"schema_before\":3,\"schema_after\":3,\"applied\":false}", 0,
+         "schema version 3 (up to date)\n"},
+        {"{\"ok\":true,\"schema_after\":3}", 2, ""},
+        {"{\"ok\":true,\"schema_before\":1,\"schema_after\":\"x\"}", 2, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_print(ctl_print_db_migrate, cases[i].reply, cases[i].status, cases[i].out);
+    }
+}
+
 static void test_load_restock_print(void **state)
 {
     (void)state;
@@ -846,15 +895,7 @@ static void test_load_restock_print(void **state)
         {"{\"ok\":true,\"applied\":true,\"units\":50}", "", 2},
     };
     for (size_t i = 0; i < sizeof rcases / sizeof rcases[0]; i++) {
-        cJSON *r = reply_of(rcases[i].reply);
-        capture out, err;
-        cap_open(&out);
-        cap_open(&err);
-        assert_int_equal(ctl_print_sku_restock(out.f, err.f, r), rcases[i].status);
-        assert_string_equal(cap_text(&out), rcases[i].out);
-        cap_free(&out);
-        cap_free(&err);
-        cJSON_Delete(r);
+        expect_print(ctl_print_sku_restock, rcases[i].reply, rcases[i].status, rcases[i].out);
     }
 }
 
@@ -990,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_audit_mysql),
         cmocka_unit_test(test_load_restock_print),
         cmocka_unit_test(test_stats_load_error),
+        cmocka_unit_test(test_db_migrate),
         cmocka_unit_test(test_sock_errors),
         cmocka_unit_test(test_sock_reply),
     };

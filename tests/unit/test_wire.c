@@ -255,6 +255,7 @@ static void make_catalog_req(sh_wire_catalog_req *req, sh_wire_catalog_op op)
         SET_STR(req->sku.sku_id, "sku-g");
         break;
     case SH_WIRE_CAT_LIST:
+    case SH_WIRE_CAT_MIGRATE:
         break;
     }
 }
@@ -264,6 +265,8 @@ static void make_catalog_rep(sh_wire_catalog_rep *rep, sh_wire_sku *skus)
     memset(rep, 0, sizeof *rep);
     rep->status = SH_OK;
     rep->applied = 1;
+    rep->schema_before = 1;
+    rep->schema_after = SH_WIRE_SCHEMA_VERSION_MAX;
     SET_MAX(rep->message, 12);
     for (int i = 0; i < N_SKUS; i++) {
         make_sku(&skus[i], i);
@@ -783,7 +786,8 @@ static void test_roundtrip_catalog_req(void **state)
 {
     (void)state;
     static const sh_wire_catalog_op ops[] = {SH_WIRE_CAT_GET, SH_WIRE_CAT_UPSERT,
-                                             SH_WIRE_CAT_RESTOCK, SH_WIRE_CAT_LIST};
+                                             SH_WIRE_CAT_RESTOCK, SH_WIRE_CAT_LIST,
+                                             SH_WIRE_CAT_MIGRATE};
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
         sh_wire_catalog_req in, out;
         make_catalog_req(&in, ops[k]);
@@ -823,6 +827,8 @@ static void test_roundtrip_catalog_rep(void **state)
     assert_int_equal(hdr.count, N_SKUS);
     assert_int_equal(out.status, SH_OK);
     assert_int_equal(out.applied, 1);
+    assert_int_equal(out.schema_before, 1);
+    assert_int_equal(out.schema_after, SH_WIRE_SCHEMA_VERSION_MAX);
     ASSERT_STR_EQ(&out, &in, message);
     for (size_t i = 0; i < N_SKUS; i++) {
         assert_sku_equal(&got[i], &skus[i]);
@@ -1095,7 +1101,7 @@ static void test_golden_bytes(void **state)
     SET_STR(it.order_id, "o1");
     SET_STR(it.user_id, "u");
     static const uint8_t want[] = {
-        0x01, 0x01, 0x01, 0x00, 0x21, 0x00, 0x00, 0x00,             /* v, type, count, len */
+        0x02, 0x01, 0x01, 0x00, 0x21, 0x00, 0x00, 0x00,             /* v, type, count, len */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,             /* req_id */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,             /* tag */
         0x05, 0x00, 0x00, 0x00, 0x40, 0x42, 0x0F, 0x00, 0xFE, 0x00, /* qty .. partition */
@@ -1113,7 +1119,7 @@ static void test_golden_bytes(void **state)
     memset(&sreq, 0, sizeof sreq);
     SET_STR(sreq.sku, "AB");
     static const uint8_t want_req[] = {
-        0x01, 0x0B, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, /* v, type 11, count 1, len 3 */
+        0x02, 0x0B, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, /* v, type 11, count 1, len 3 */
         0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
         0x02, 'A',  'B'};
     assert_int_equal(sh_wire_sync_state_req_encode(buf, sizeof buf, &len, 2, &sreq), SH_OK);
@@ -1131,7 +1137,7 @@ static void test_golden_bytes(void **state)
                             .qty_counted = 2,
                             .max_seq = 3};
     static const uint8_t want_rep[] = {
-        0x01, 0x0C, 0x01, 0x00, 0x35, 0x00, 0x00, 0x00, /* v, type 12, count 1, len 53 */
+        0x02, 0x0C, 0x01, 0x00, 0x35, 0x00, 0x00, 0x00, /* v, type 12, count 1, len 53 */
         0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
         0x00, 0x01, 'm',                                /* status, message */
         0xFE, 0x00,                                     /* partition */
@@ -1145,6 +1151,23 @@ static void test_golden_bytes(void **state)
     assert_int_equal(sh_wire_sync_state_rep_encode(big, sizeof big, &len, 3, &srep, &sp, 1), SH_OK);
     assert_int_equal(len, sizeof want_rep);
     assert_memory_equal(big, want_rep, sizeof want_rep);
+
+    /* The answer to MIGRATE: versions before and after, no record. */
+    sh_wire_catalog_rep crep;
+    memset(&crep, 0, sizeof crep);
+    crep.applied = 1;
+    crep.schema_before = 1;
+    crep.schema_after = 0x0102;
+    SET_STR(crep.message, "m");
+    static const uint8_t want_cat[] = {
+        0x02, 0x08, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, /* v, type 8, count 0, len 12 */
+        0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
+        0x00, 0x01,                                     /* status, applied */
+        0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00, /* schema_before, schema_after */
+        0x01, 'm'};
+    assert_int_equal(sh_wire_catalog_rep_encode(big, sizeof big, &len, 4, &crep, NULL, 0), SH_OK);
+    assert_int_equal(len, sizeof want_cat);
+    assert_memory_equal(big, want_cat, sizeof want_cat);
 }
 
 /* Full messages at every count limit encode, fit one NNG message and decode. */
@@ -1244,7 +1267,7 @@ static void test_truncated_prefixes(void **state)
 static void test_wrong_version(void **state)
 {
     (void)state;
-    static const uint8_t versions[] = {0, 2, 255};
+    static const uint8_t versions[] = {0, SH_WIRE_VERSION - 1, SH_WIRE_VERSION + 1, 255};
     for (int kind = 0; kind < N_KINDS; kind++) {
         size_t len = 0;
         uint8_t *msg = make_msg(kind, &len);
@@ -1610,10 +1633,24 @@ static void test_enum_out_of_range(void **state)
 
     /* A catalog op and a partop op past their last value. */
     msg = make_msg(6, &len);
-    msg[SH_WIRE_HEADER_BYTES] = SH_WIRE_CAT_LIST + 1;
+    msg[SH_WIRE_HEADER_BYTES] = SH_WIRE_CAT_MIGRATE + 1;
     assert_int_equal(decode_any(4, msg, len, 1), SH_EINVAL);
     msg[SH_WIRE_HEADER_BYTES] = 0;
     assert_int_equal(decode_any(4, msg, len, 1), SH_EINVAL);
+    free(msg);
+
+    /* A catalog reply's schema versions, as bytes: status, applied, before, after (LE). */
+    msg = make_msg(SH_WIRE_CATALOG_REP - 1, &len);
+    size_t vb = SH_WIRE_HEADER_BYTES + 2;
+    assert_int_equal(decode_any(5, msg, len, N_SKUS), SH_OK);
+    msg[vb + 7] = 0x80; /* after = 2^31 + ...: past an INT */
+    assert_int_equal(decode_any(5, msg, len, N_SKUS), SH_EINVAL);
+    memset(msg + vb + 4, 0, 4); /* after = 0 < before = 1 with status OK */
+    assert_int_equal(decode_any(5, msg, len, N_SKUS), SH_EINVAL);
+    msg[SH_WIRE_HEADER_BYTES] = SH_ERANGE; /* the same versions in a refusal */
+    assert_int_equal(decode_any(5, msg, len, N_SKUS), SH_OK);
+    msg[vb + 3] = 0x80; /* before past an INT */
+    assert_int_equal(decode_any(5, msg, len, N_SKUS), SH_EINVAL);
     free(msg);
     msg = make_msg(8, &len);
     msg[SH_WIRE_HEADER_BYTES] = SH_WIRE_PARTOP_INIT + 1;
@@ -1699,6 +1736,27 @@ static void test_field_bounds(void **state)
     rep.applied = 2;
     assert_int_equal(sh_wire_catalog_rep_encode(buf, sizeof buf, &len, 1, &rep, skus, N_SKUS),
                      SH_EINVAL);
+
+    /* MIGRATE: no SKU id; versions within an INT, and an OK never goes down. */
+    make_catalog_req(&req, SH_WIRE_CAT_MIGRATE);
+    assert_int_equal(sh_wire_catalog_req_encode(buf, sizeof buf, &len, 1, &req), SH_OK);
+    SET_STR(req.sku.sku_id, "sku-m");
+    assert_int_equal(sh_wire_catalog_req_encode(buf, sizeof buf, &len, 1, &req), SH_EINVAL);
+    make_catalog_rep(&rep, skus);
+    rep.schema_after = SH_WIRE_SCHEMA_VERSION_MAX + 1u;
+    assert_int_equal(sh_wire_catalog_rep_encode(buf, sizeof buf, &len, 1, &rep, skus, N_SKUS),
+                     SH_EINVAL);
+    make_catalog_rep(&rep, skus);
+    rep.schema_before = SH_WIRE_SCHEMA_VERSION_MAX + 1u;
+    assert_int_equal(sh_wire_catalog_rep_encode(buf, sizeof buf, &len, 1, &rep, skus, N_SKUS),
+                     SH_EINVAL);
+    make_catalog_rep(&rep, skus);
+    rep.schema_before = 5;
+    rep.schema_after = 4;
+    assert_int_equal(sh_wire_catalog_rep_encode(buf, sizeof buf, &len, 1, &rep, skus, N_SKUS),
+                     SH_EINVAL);
+    rep.status = SH_ERANGE; /* a database newer than the worker: before > after is the news */
+    assert_int_equal(sh_wire_catalog_rep_encode(buf, sizeof buf, &len, 1, &rep, NULL, 0), SH_OK);
 
     sh_wire_partop ops[N_PARTOPS];
     make_partops(ops);

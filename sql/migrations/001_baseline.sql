@@ -1,9 +1,17 @@
--- schema.sql -- MySQL/MariaDB schema of the stock server (database `stock`).
+-- 001_baseline.sql -- migration 1: the schema of the stock server as first shipped.
+--
+-- Applied by the sync worker's migration runner (sync-worker/sw_migrate.c), which
+-- creates the database named by mysql.database (CHARACTER SET utf8mb4, COLLATE
+-- utf8mb4_unicode_ci) and selects it before running this file, and records
+-- version 1 in schema_version once every statement below has succeeded. A
+-- database made by the former sql/schema.sql already holds these tables and the
+-- row version = 1, so the runner starts above it.
 --
 -- Only the sync worker writes these tables; tests, `stockctl audit` and the
 -- load generator read them, by these exact table and column names.
--- Every statement is idempotent (CREATE ... IF NOT EXISTS, INSERT IGNORE), so
--- loading the file twice is harmless. All tables are InnoDB, utf8mb4.
+-- Every statement is idempotent (CREATE ... IF NOT EXISTS), so running the
+-- file twice is harmless (a crash half-way re-runs it). All tables are InnoDB,
+-- utf8mb4.
 --
 -- Tables:
 --   schema_version   one row per schema version applied; tools check it before
@@ -31,17 +39,12 @@
 --   stock_partition.detail_rows = COUNT(*) of its details,
 --   SUM(stock_partition.deducted) over a SKU <= sku.total.
 
-CREATE DATABASE IF NOT EXISTS stock CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
-USE stock;
-
 CREATE TABLE IF NOT EXISTS schema_version (
     version    INT       NOT NULL                           COMMENT 'schema version number; one row per version applied',
     applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP COMMENT 'when this version was applied',
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci
   COMMENT='schema versions applied to this database';
-
-INSERT IGNORE INTO schema_version (version) VALUES (1);
 
 CREATE TABLE IF NOT EXISTS sku (
     sku_id         VARCHAR(64) COLLATE utf8mb4_bin NOT NULL            COMMENT 'SKU id, as used in the API and in Redis keys',
