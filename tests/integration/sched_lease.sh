@@ -160,6 +160,7 @@ t_restart
 run=$(last_run "$T_DIR/scheduler.log")
 case "$run" in *"lease held, waiting"*) fail "a restart after a clean stop waited for the lease" ;; esac
 assert_eq "epoch after a clean restart" $((e3 + 2)) "$(epoch_now)"
+assert_eq "the admin stats show the epoch" $((e3 + 2)) "$(t_ctl --json stats | t_json_get lease_epoch)"
 t_deduct "$sku" "o4-$$" u4 1
 t_expect "deduction after the clean restart" 200
 t_audit "$sku"
