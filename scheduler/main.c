@@ -10,7 +10,16 @@
  * Shutdown (SIGTERM, SIGINT): stop accepting connections, refuse new requests
  * on open ones (503), give requests already at a node up to one node timeout to
  * be answered, answer the rest 503, let the answers drain to the sockets for a
- * moment, then close everything and exit 0. A second signal skips the wait. */
+ * moment, then close everything and exit 0. A second signal skips the wait.
+ *
+ * One scheduler at a time (DESIGN.md 5b): before the pool is rebuilt the
+ * scheduler takes the lease {lease:scheduler} (sh_lease), waiting for a live
+ * holder up to lease.wait_ms and then taking it over with a higher epoch. The
+ * lease thread renews it; when it is lost (another scheduler took over, or
+ * Redis could not be reached for a TTL) the thread writes an eventfd, and the
+ * loop shuts down the way SIGTERM does but exits MAIN_EXIT_LEASE_LOST: this
+ * process may no longer move stock. A clean stop releases the lease, so a
+ * restart does not wait. */
 #include "sch_admin.h"
 #include "sch_config.h"
 #include "sch_ctx.h"
@@ -23,19 +32,28 @@
 
 #include "sh_clock.h"
 #include "sh_daemon.h"
+#include "sh_lease.h"
+#include "sh_limits.h"
 #include "sh_log.h"
 
 #include <event2/event.h>
 #include <nng/nng.h>
 
+#include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
-#define MAIN_PRIORITIES     2   /* 0: replies, signals; 1: HTTP, flush (see sch_nodes.c) */
-#define MAIN_DRAIN_POLL_MS  20  /* how often shutdown checks for pending requests */
-#define MAIN_DRAIN_EXTRA_MS 500 /* grace past nodes.timeout_ms before failing the rest */
-#define MAIN_FLUSH_OUT_MS   200 /* time given to answers to reach the sockets */
+#define MAIN_PRIORITIES      2   /* 0: replies, signals; 1: HTTP, flush (see sch_nodes.c) */
+#define MAIN_DRAIN_POLL_MS   20  /* how often shutdown checks for pending requests */
+#define MAIN_DRAIN_EXTRA_MS  500 /* grace past nodes.timeout_ms before failing the rest */
+#define MAIN_FLUSH_OUT_MS    200 /* time given to answers to reach the sockets */
+#define MAIN_LEASE_KEY       "{lease:scheduler}"
+#define MAIN_EXIT_LEASE_LOST 3 /* exit status after losing the lease */
 
 typedef struct main_state {
     sch_ctx *ctx;
@@ -44,6 +62,8 @@ typedef struct main_state {
     struct event *retry_ev; /* pool work left pending (sch_pool_retry) */
     uint64_t drain_deadline_ms; /* mono */
     int stopping;
+    int lease_fd; /* eventfd: lease thread -> loop (lease_ev watches it) */
+    struct event *lease_ev;
 } main_state;
 
 /* The loop's base, with epoll's changelist: libevent then hands the kernel one
@@ -105,6 +125,21 @@ static void main_retry_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Stops taking requests and drains the pending ones (main_drain_cb), then
+ * main_finish; shared by the signals and a lost lease. */
+static void main_stop(main_state *m)
+{
+    m->stopping = 1;
+    sch_http_stop_accepting(m->ctx->http);
+    sch_route_close(m->route);
+    m->drain_deadline_ms =
+        sh_clock_mono_ms() + (uint64_t)m->ctx->cfg->node_timeout_ms + MAIN_DRAIN_EXTRA_MS;
+    struct timeval poll = {0, MAIN_DRAIN_POLL_MS * 1000};
+    if (event_add(m->drain_ev, &poll) != 0) {
+        main_finish(m);
+    }
+}
+
 static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -115,16 +150,78 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
         main_finish(m);
         return;
     }
-    m->stopping = 1;
     SH_INFO("main", "shutting down sig=%d pending=%zu", (int)sig, sch_route_pending(m->route));
-    sch_http_stop_accepting(m->ctx->http);
-    sch_route_close(m->route);
-    m->drain_deadline_ms =
-        sh_clock_mono_ms() + (uint64_t)m->ctx->cfg->node_timeout_ms + MAIN_DRAIN_EXTRA_MS;
-    struct timeval poll = {0, MAIN_DRAIN_POLL_MS * 1000};
-    if (event_add(m->drain_ev, &poll) != 0) {
-        main_finish(m);
+    main_stop(m);
+}
+
+/* ---- lease ------------------------------------------------------------------ */
+
+/* Runs on the lease thread: only wakes the loop (the base has no evthread locks). */
+static void main_lease_lost_cb(void *arg)
+{
+    const main_state *m = arg;
+    uint64_t one = 1;
+    while (write(m->lease_fd, &one, sizeof one) < 0 && errno == EINTR) {
     }
+}
+
+/* Runs on the loop when the lease thread reported the lease lost. */
+static void main_lease_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    main_state *m = arg;
+    uint64_t n;
+    while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {
+    }
+    event_del(m->lease_ev);
+    char holder[SH_LEASE_OWNER_CHARS_MAX + 1];
+    uint64_t holder_epoch = 0;
+    sh_lease_holder(m->ctx->lease, holder, sizeof holder, &holder_epoch);
+    SH_ERROR("main",
+             "lease lost: no longer allowed to move stock, stopping epoch=%" PRIu64
+             " holder=\"%s\" holder_epoch=%" PRIu64 " pending=%zu exit=%d",
+             m->ctx->lease_epoch, holder[0] != '\0' ? holder : "unknown", holder_epoch,
+             sch_route_pending(m->route), MAIN_EXIT_LEASE_LOST);
+    if (!m->stopping) {
+        main_stop(m);
+    }
+}
+
+/* Takes the scheduler lease (blocking up to lease.wait_ms) before anything
+ * reads or moves stock; the identity names this process in the other's logs. */
+static sh_err main_lease_acquire(main_state *m)
+{
+    sch_ctx *ctx = m->ctx;
+    char host[64] = "unknown";
+    if (gethostname(host, sizeof host) != 0) {
+        snprintf(host, sizeof host, "unknown");
+    }
+    host[sizeof host - 1] = '\0';
+    char owner[SH_LEASE_OWNER_CHARS_MAX + 1];
+    snprintf(owner, sizeof owner, "%s:%ld:%" PRIu64, host, (long)getpid(), sh_clock_wall_ms());
+    if (ctx->cfg->lease_wait_ms < ctx->cfg->lease_ttl_ms) {
+        SH_WARN("main", "lease.wait_ms below lease.ttl_ms: a restart after a crash takes the "
+                        "lease over by force instead of waiting for it to expire");
+    }
+    sh_lease_config lcfg = {
+        .redis_seeds = ctx->cfg->redis_seeds,
+        .redis_timeout_ms = (uint32_t)ctx->cfg->redis_timeout_ms,
+        .key = MAIN_LEASE_KEY,
+        .owner = owner,
+        .ttl_ms = (uint32_t)ctx->cfg->lease_ttl_ms,
+        .wait_ms = (uint32_t)ctx->cfg->lease_wait_ms,
+        .lost_cb = main_lease_lost_cb,
+        .lost_arg = m,
+    };
+    sh_err err = sh_lease_new(&ctx->lease, &lcfg);
+    if (err == SH_OK) {
+        err = sh_lease_acquire(ctx->lease, &ctx->lease_epoch);
+    }
+    if (err == SH_OK) {
+        SH_INFO("main", "lease acquired key=%s epoch=%" PRIu64 " owner=%s ttl_ms=%" PRId64,
+                MAIN_LEASE_KEY, ctx->lease_epoch, owner, ctx->cfg->lease_ttl_ms);
+    }
+    return err;
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -181,6 +278,7 @@ int main(int argc, char **argv)
     main_state m;
     memset(&m, 0, sizeof m);
     m.ctx = &ctx;
+    m.lease_fd = -1;
     struct event *sigterm_ev = NULL, *sigint_ev = NULL;
 
     ctx.base = main_base_new();
@@ -190,6 +288,22 @@ int main(int argc, char **argv)
     }
     if ((err = sch_registry_new(&ctx.reg, nnodes)) != SH_OK) {
         SH_ERROR("main", "registry failed err=%s", sh_strerror(err));
+        goto out;
+    }
+
+    /* The lease comes before the pool: nothing reads the journal or moves
+     * stock while another scheduler may still be doing so. */
+    m.lease_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    m.lease_ev = m.lease_fd < 0
+                     ? NULL
+                     : event_new(ctx.base, m.lease_fd, EV_READ | EV_PERSIST, main_lease_ev_cb, &m);
+    if (m.lease_ev == NULL || event_priority_set(m.lease_ev, 0) != 0 ||
+        event_add(m.lease_ev, NULL) != 0) {
+        SH_ERROR("main", "lease wakeup failed err=\"%s\"", strerror(errno));
+        goto out;
+    }
+    if ((err = main_lease_acquire(&m)) != SH_OK) {
+        SH_ERROR("main", "scheduler lease failed key=%s err=%s", MAIN_LEASE_KEY, sh_strerror(err));
         goto out;
     }
 
@@ -205,6 +319,10 @@ int main(int argc, char **argv)
         SH_ERROR("main", "pool open failed seeds=%s err=%s", cfg.redis_seeds, sh_strerror(err));
         goto out;
     }
+    /* Every grant and return carries the lease's epoch; the rebuild stamps it
+     * into each SKU's pool and partitions, so a deposed scheduler's next step
+     * is refused (FENCED) before it writes. */
+    sch_pool_set_epoch(ctx.pool, ctx.lease_epoch);
     if ((err = sch_pool_rebuild(ctx.pool, ctx.reg)) != SH_OK) {
         SH_ERROR("main", "registry rebuild from Redis failed err=%s", sh_strerror(err));
         goto out;
@@ -260,13 +378,13 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    SH_INFO("main", "serving skus=%zu nodes=%d sync_workers=%d", sch_registry_count(ctx.reg),
-            nnodes, nworkers);
+    SH_INFO("main", "serving skus=%zu nodes=%d sync_workers=%d lease_epoch=%" PRIu64,
+            sch_registry_count(ctx.reg), nnodes, nworkers, ctx.lease_epoch);
     if (event_base_dispatch(ctx.base) < 0) {
         SH_ERROR("main", "event loop failed");
         goto out;
     }
-    exit_code = 0;
+    exit_code = sh_lease_lost(ctx.lease) ? MAIN_EXIT_LEASE_LOST : 0;
 
 out:
     /* Reverse order. Every request was answered before the loop stopped
@@ -291,6 +409,16 @@ out:
     if (ctx.pool != NULL) {
         sch_pool_close(ctx.pool);
     }
+    /* Last of the Redis users: released only once nothing moves stock. A lost
+     * lease is not released (it is not ours). */
+    if (ctx.lease != NULL) {
+        sh_lease_release(ctx.lease);
+        if (sh_lease_lost(ctx.lease)) {
+            exit_code = MAIN_EXIT_LEASE_LOST;
+        }
+        sh_lease_free(ctx.lease);
+        ctx.lease = NULL;
+    }
     sch_registry_free(ctx.reg);
     if (sigterm_ev != NULL) {
         event_free(sigterm_ev);
@@ -303,6 +431,12 @@ out:
     }
     if (m.retry_ev != NULL) {
         event_free(m.retry_ev);
+    }
+    if (m.lease_ev != NULL) {
+        event_free(m.lease_ev);
+    }
+    if (m.lease_fd >= 0) {
+        close(m.lease_fd);
     }
     if (ctx.base != NULL) {
         event_base_free(ctx.base);

@@ -1415,7 +1415,8 @@ static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_admin_fail
         }
     }
     if (sch_admin_add_u64(r, "skus", a->ctx->reg ? sch_registry_count(a->ctx->reg) : 0) != 0 ||
-        sch_admin_add_u64(r, "admin_clients", a->nclients) != 0) {
+        sch_admin_add_u64(r, "admin_clients", a->nclients) != 0 ||
+        sch_admin_add_u64(r, "lease_epoch", a->ctx->lease_epoch) != 0) {
         goto oom;
     }
     return r;

@@ -53,6 +53,10 @@ const sh_config_key sch_config_keys[] = {
       "flip threshold a grant applies with; keep equal to the nodes' deduct.low_water_units"),
     K("admission", "rate_limit_per_s", SH_CONFIG_INT, 0, 10000000, "0", admission_rate_limit_per_s,
       "deductions admitted per second per SKU; 0 = no limit"),
+    K("lease", "ttl_ms", SH_CONFIG_INT, SH_LEASE_TTL_MS_MIN, SH_LEASE_TTL_MS_MAX, "5000",
+      lease_ttl_ms, "the scheduler lease expires this long after its last renewal, ms"),
+    K("lease", "wait_ms", SH_CONFIG_INT, 0, SH_LEASE_WAIT_MS_MAX, "7000", lease_wait_ms,
+      "a start finding the lease held takes it over by force after this, ms (ttl + 2000)"),
 };
 
 const size_t sch_config_nkeys = sizeof sch_config_keys / sizeof sch_config_keys[0];

@@ -35,6 +35,8 @@ typedef struct sch_config {
     int64_t pool_grant_wait_ms;
     int64_t pool_low_water_units;
     int64_t admission_rate_limit_per_s;
+    int64_t lease_ttl_ms;
+    int64_t lease_wait_ms;
 } sch_config;
 
 extern const sh_config_key sch_config_keys[];

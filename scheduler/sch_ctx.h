@@ -17,6 +17,7 @@ struct sch_nodes;
 struct sch_http;
 struct sch_admin;
 struct sch_sync;
+struct sh_lease;
 
 typedef struct sch_stats {
     uint64_t http_requests;  /* every HTTP request answered */
@@ -46,6 +47,13 @@ typedef struct sch_ctx {
     struct sch_http *http;
     struct sch_admin *admin;
     struct sch_sync *sync; /* sync workers: catalog and MySQL sync state (admin only) */
+    /* One scheduler at a time (DESIGN.md 5b): the lease this process holds and
+     * its fencing epoch, acquired before the pool is opened and fixed for the
+     * process's life (a lost lease stops the scheduler). Scripts that move
+     * stock carry lease_epoch; sh_lease_epoch(lease) gives the same from any
+     * thread. */
+    struct sh_lease *lease;
+    uint64_t lease_epoch;
     sch_stats stats;
 } sch_ctx;
 

@@ -4,7 +4,7 @@
 # infra.sh started (or starts, with --all).
 #
 #   start.sh --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [--http-port PORT]
-#            [--all [--base-port N]]
+#            [--scheduler-opt SECTION.KEY=VALUE ...] [--all [--base-port N]]
 #
 # Why: tests, benchmarks and the demo need the daemons up on loopback with every
 # path and port derived from one directory, so that several runs sit side by
@@ -38,7 +38,8 @@
 #     MYSQL_*).
 #   The options of the first start are kept in DIR/start.env, so a later
 #   `start.sh --dir DIR` (a restart) uses the same node and worker counts,
-#   env file and --http-port if one was given (without it the port is
+#   env file, --scheduler-opt overrides (e.g. a test's short lease.ttl_ms)
+#   and --http-port if one was given (without it the port is
 #   BASE_PORT+80 of the infrastructure of the day).
 #
 # Binaries come from $STOCK_BIN if set, else the repository's bin/; the
@@ -67,6 +68,7 @@ INFRA_ENV=""
 HTTP_PORT=""
 ALL=0
 BASE_PORT_ARG=
+SCHED_OPTS=()   # --scheduler-opt values: extra -o overrides of the scheduler
 
 log()  { printf 'start: %s\n' "$*"; }
 die()  { printf 'start: error: %s\n' "$*" >&2; exit 1; }
@@ -74,13 +76,15 @@ die()  { printf 'start: error: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<EOF
 usage: $(basename "$0") --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [--http-port PORT]
-                [--all [--base-port N]]
+                [--scheduler-opt SECTION.KEY=VALUE ...] [--all [--base-port N]]
 
   --dir DIR          scratch directory for pid files, logs, sockets (created if missing)
   --nodes N          partition nodes to run (default 2, 1..$NODES_MAX)
   --workers N        sync workers to run (default 1, 1..$WORKERS_MAX)
   --infra-env FILE   infra.sh's env file (default DIR/infra.env)
   --http-port PORT   scheduler HTTP port (default BASE_PORT+$HTTP_PORT_OFFSET)
+  --scheduler-opt S.K=V  one more -o override for the scheduler (repeatable; kept
+                     for restarts), e.g. lease.ttl_ms=1000
   --all              first bring the infrastructure up: infra.sh up --dir DIR
   --base-port N      with --all: infra.sh's base port (default: the one DIR was
                      brought up with, else $DEFAULT_BASE_PORT)
@@ -108,6 +112,8 @@ parse_args() {
             --infra-env=*) INFRA_ENV=${1#--infra-env=}; shift ;;
             --http-port)   [ $# -ge 2 ] || usage_error "--http-port needs a value"; HTTP_PORT=$2; shift 2 ;;
             --http-port=*) HTTP_PORT=${1#--http-port=}; shift ;;
+            --scheduler-opt) [ $# -ge 2 ] || usage_error "--scheduler-opt needs a value"; SCHED_OPTS+=("$2"); shift 2 ;;
+            --scheduler-opt=*) SCHED_OPTS+=("${1#--scheduler-opt=}"); shift ;;
             -h|--help)     usage; exit 0 ;;
             *)             usage_error "unknown argument: $1" ;;
         esac
@@ -125,6 +131,11 @@ parse_args() {
     if [ -n "$HTTP_PORT" ] && { ! [[ "$HTTP_PORT" =~ ^[0-9]+$ ]] || [ "$HTTP_PORT" -lt 1024 ] || [ "$HTTP_PORT" -gt 65535 ]; }; then
         usage_error "--http-port must be an integer in 1024..65535"
     fi
+    local opt
+    for opt in ${SCHED_OPTS[@]+"${SCHED_OPTS[@]}"}; do
+        [[ "$opt" =~ ^[a-z_]+\.[a-z_]+=[^[:space:]]*$ ]] ||
+            usage_error "--scheduler-opt must be SECTION.KEY=VALUE without spaces: $opt"
+    done
     if [ -n "$BASE_PORT_ARG" ]; then
         [ "$ALL" -eq 1 ] || usage_error "--base-port goes with --all (infra.sh's ports)"
         { [[ "$BASE_PORT_ARG" =~ ^[0-9]+$ ]] && [ "$BASE_PORT_ARG" -ge 1024 ] && [ "$BASE_PORT_ARG" -le 65400 ]; } ||
@@ -146,7 +157,7 @@ read_env_file() {
         value=${value#\"}; value=${value%\"}
         case "$key" in
             REDIS_SEED|BASE_PORT|MYSQL_HOST|MYSQL_PORT|MYSQL_SOCKET|MYSQL_DB|MYSQL_USER) ;;
-            NODES|WORKERS|HTTP_PORT|INFRA_ENV) ;;   # DIR/start.env
+            NODES|WORKERS|HTTP_PORT|INFRA_ENV|SCHEDULER_OPTS) ;;   # DIR/start.env
             *) continue ;;
         esac
         printf -v "ENV_$key" '%s' "$value"
@@ -166,6 +177,9 @@ load_settings() {
         WORKERS=${WORKERS:-${ENV_WORKERS:-}}
         HTTP_PORT=${HTTP_PORT:-${ENV_HTTP_PORT:-}}
         INFRA_ENV=${INFRA_ENV:-${ENV_INFRA_ENV:-}}
+        if [ ${#SCHED_OPTS[@]} -eq 0 ] && [ -n "${ENV_SCHEDULER_OPTS:-}" ]; then
+            read -r -a SCHED_OPTS <<<"$ENV_SCHEDULER_OPTS"
+        fi
     fi
     NODES=${NODES:-2}
     WORKERS=${WORKERS:-1}
@@ -189,6 +203,7 @@ load_settings() {
         echo "WORKERS=$WORKERS"
         echo "HTTP_PORT=$kept_port"
         echo "INFRA_ENV=$INFRA_ENV"
+        echo "SCHEDULER_OPTS=${SCHED_OPTS[*]+${SCHED_OPTS[*]}}"
     } >"$DIR/start.env.tmp"
     mv "$DIR/start.env.tmp" "$DIR/start.env"
 }
@@ -316,13 +331,19 @@ start_scheduler() {
     if port_busy "$HTTP_PORT"; then
         die "port $HTTP_PORT is already in use by another process (choose --http-port)"
     fi
+    local -a extra=()
+    local opt
+    for opt in ${SCHED_OPTS[@]+"${SCHED_OPTS[@]}"}; do
+        extra+=(-o "$opt")
+    done
     launch scheduler "$bin" -c "$CONF_DIR/scheduler.ini" \
         -o "http.listen=127.0.0.1" \
         -o "http.port=$HTTP_PORT" \
         -o "admin.socket=$DIR/admin.sock" \
         -o "redis.seeds=$ENV_REDIS_SEED" \
         -o "nodes.urls=$(join_urls node_url "$NODES")" \
-        -o "sync.urls=$(join_urls syncd_url "$WORKERS")"
+        -o "sync.urls=$(join_urls syncd_url "$WORKERS")" \
+        ${extra[@]+"${extra[@]}"}
 }
 
 # The sync workers reach MariaDB the way infra.env says: over TCP when

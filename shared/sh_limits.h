@@ -54,6 +54,15 @@
 #define SH_CLUSTER_SCRIPTS_MAX        16    /* scripts a router loads on every master */
 #define SH_CLUSTER_ARGS_MAX           65536 /* arguments of one command */
 
+/* ---- leases (sh_lease) ---------------------------------------------------- */
+#define SH_LEASE_TTL_MS_MIN      300    /* renewals every ttl/3: >= 100 ms apart */
+#define SH_LEASE_TTL_MS_MAX      60000  /* a crashed holder blocks its successor this long */
+#define SH_LEASE_WAIT_MS_MAX     600000 /* start-up waits at most this before taking over */
+#define SH_LEASE_KEY_CHARS_MAX   128    /* the lease's key name */
+#define SH_LEASE_OWNER_CHARS_MAX 128    /* holder identity ("host:pid:start_ms") */
+#define SH_LEASE_POLL_MS_MAX     100    /* start-up retries at least this often */
+#define SH_LEASE_LOG_MS_MIN      1000   /* "lease held by ..." logged at most this often */
+
 /* ---- config ------------------------------------------------------------- */
 #define SH_CONFIG_LINE_BYTES_MAX   1024
 #define SH_CONFIG_STRING_BYTES_MAX 256
@@ -83,6 +92,8 @@ _Static_assert(SH_HTTP_BODY_BYTES_MAX <= SH_HTTP_BODY_BYTES_LIMIT, "default with
 _Static_assert(SH_MIGRATION_STATEMENT_BYTES_MAX <= SH_MIGRATION_BYTES_MAX,
                "a statement fits its file");
 _Static_assert(SH_MIGRATIONS_MAX <= INT32_MAX, "versions fit schema_version.version INT");
+_Static_assert(SH_LEASE_TTL_MS_MIN / 3 >= SH_LEASE_POLL_MS_MAX, "renewals no denser than polls");
+_Static_assert(SH_LEASE_TTL_MS_MAX <= SH_LEASE_WAIT_MS_MAX, "a wait can outlast any TTL");
 _Static_assert(SH_CHUNK_UNITS_MAX <= SH_SKU_TOTAL_UNITS_MAX, "a chunk fits a SKU");
 
 #endif

@@ -23,7 +23,9 @@ CONNS=16
 LOAD_S=6
 KILL_AFTER_S=2
 
-t_start_daemons --nodes 2
+# A short scheduler lease: the restart after kill -9 waits for the dead
+# scheduler's lease to expire (at most lease.ttl_ms), not the default 5 s.
+t_start_daemons --nodes 2 --scheduler-opt lease.ttl_ms=1000 --scheduler-opt lease.wait_ms=3000
 sku=$(t_sku crash)
 t_sku_load "$sku" --total 1000000 --partitions 8 --min-chunk 100 --max-chunk 2000
 

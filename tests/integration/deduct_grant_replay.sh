@@ -16,7 +16,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/stock_test.sh
 . "$(dirname "$0")/../lib/stock_test.sh"
 
-t_start_daemons --nodes 2
+# A short scheduler lease: the restart after kill -9 waits for the dead
+# scheduler's lease to expire (at most lease.ttl_ms), not the default 5 s.
+t_start_daemons --nodes 2 --scheduler-opt lease.ttl_ms=1000 --scheduler-opt lease.wait_ms=3000
 sku=$(t_sku replay)
 TOTAL=1000
 t_sku_load "$sku" --total $TOTAL --partitions 2 --min-chunk 10 --max-chunk 100

@@ -81,7 +81,10 @@ t_require_infra() {
     command -v curl >/dev/null || fail "curl not found"
 }
 
-t_port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# A port is busy when any TCP socket uses it locally, not only a listener: the
+# test range may lie in the kernel's ephemeral range (e.g. base 38000), and an
+# outgoing connection that took the port makes the scheduler's bind fail.
+t_port_busy() { ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
 
 # A free TCP port in BASE_PORT+81 .. BASE_PORT+99 (infra.sh uses N..N+20;
 # start.sh's default is N+80, left to manual runs). The start point depends on
