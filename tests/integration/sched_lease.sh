@@ -102,6 +102,15 @@ assert_le "the second waited lease.wait_ms before taking over" "$WAIT_MS" "$afte
 grep -q "took the lease over by force key=$LEASE_KEY epoch=$((e1 + 1))" "$log2" ||
     fail "the second did not log a forced takeover with epoch $((e1 + 1)): $(tail -5 "$log2")"
 assert_eq "epoch after the takeover" $((e1 + 1)) "$(epoch_now)"
+# Fencing: the survivor stamped its epoch into the SKU's pool and partitions
+# before replaying the journal, so every grant or return script of the first
+# (epoch e1) is refused from here on (test_node's test_i checks the refusal).
+assert_eq "pool stamped with the new epoch" $((e1 + 1)) "$(t_rcli HGET "{s:$sku}:pool" ep)"
+for p in 0 1; do
+    salt=$(t_rcli HGET "{s:$sku}:pool" "t.$p")
+    assert_eq "partition $p stamped with the new epoch" $((e1 + 1)) \
+        "$(t_rcli HGET "{s:$sku:$p:$salt}:st" ep)"
+done
 run1=$(last_run "$T_DIR/scheduler.log")
 assert_contains "the first names the new holder" "$run1" "lease lost: no longer allowed to move stock"
 assert_contains "... with the second's pid" "$run1" ":$SECOND_PID:"

@@ -82,7 +82,7 @@ static char g_log[PATH_BYTES];
 static pid_t g_node = -1;
 static sh_cluster *g_router;
 static int g_sid_part_init, g_sid_pool_init, g_sid_grant_begin, g_sid_grant_apply,
-    g_sid_journal_end;
+    g_sid_journal_end, g_sid_stamp, g_sid_deduct;
 static atomic_uint_fast64_t g_req_id;
 
 /* ==== environment and the node process ===================================== */
@@ -361,7 +361,9 @@ static redisReply *rcmd(const char *route, int argc, const char **argv)
     return r;
 }
 
-static redisReply *reval(int sid, int numkeys, const char **keys, int nargs, const char **args)
+/* EVALSHA whose reply may be an error reply (returned as is). */
+static redisReply *reval_any(int sid, int numkeys, const char **keys, int nargs,
+                             const char **args)
 {
     size_t klen[4], alen[300];
     assert_true(numkeys <= 4 && nargs <= 300);
@@ -376,10 +378,23 @@ static redisReply *reval(int sid, int numkeys, const char **keys, int nargs, con
     if (rc != SH_OK) {
         fail_msg("EVALSHA %s: %s", keys[0], sh_strerror(rc));
     }
+    return r;
+}
+
+static redisReply *reval(int sid, int numkeys, const char **keys, int nargs, const char **args)
+{
+    redisReply *r = reval_any(sid, numkeys, keys, nargs, args);
     if (r->type == REDIS_REPLY_ERROR) {
         fail_msg("EVALSHA %s: %s", keys[0], r->str);
     }
     return r;
+}
+
+static void assert_fenced(redisReply *r)
+{
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "FENCED"));
+    freeReplyObject(r);
 }
 
 static int64_t reply_i64(const redisReply *r)
@@ -776,7 +791,9 @@ static int group_setup(void **state)
                    {SH_SCRIPT_POOL_INIT, &g_sid_pool_init},
                    {SH_SCRIPT_GRANT_BEGIN, &g_sid_grant_begin},
                    {SH_SCRIPT_GRANT_APPLY, &g_sid_grant_apply},
-                   {SH_SCRIPT_JOURNAL_END, &g_sid_journal_end}};
+                   {SH_SCRIPT_JOURNAL_END, &g_sid_journal_end},
+                   {SH_SCRIPT_EPOCH_STAMP, &g_sid_stamp},
+                   {SH_SCRIPT_DEDUCT, &g_sid_deduct}};
     for (size_t k = 0; k < sizeof scripts / sizeof scripts[0]; k++) {
         assert_int_equal(
             sh_cluster_script_add(g_router, sh_stock_script_text(scripts[k].s), scripts[k].id),
@@ -1100,6 +1117,106 @@ static void test_d_user_limit(void **state)
     assert_int_equal(r.status, SH_WIRE_OUT_USER_LIMIT);
     assert_int_equal(user_held(ukey), D_LIMIT);
     assert_int_equal(check_conservation(sku, 2), D_LIMIT);
+}
+
+/* ==== i. scripts that run twice, and fencing ================================ */
+
+/* Element k of an array reply as an integer. */
+static int64_t elem_i64(const redisReply *r, size_t k)
+{
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(k < r->elements);
+    return reply_i64(r->element[k]);
+}
+
+/* GRANT_BEGIN and DEDUCT take an id their caller chose, so running one twice
+ * (the router could not tell whether the first send ran) changes nothing and
+ * answers as the first run did; grant scripts refuse an epoch below the one
+ * stamped into the keys (issue "Exact I"). */
+static void test_i_rerun_and_fence(void **state)
+{
+    (void)state;
+    char sku[64], pool[SH_STOCK_KEY_BYTES_MAX], jrnl[SH_STOCK_KEY_BYTES_MAX];
+    char st[SH_STOCK_KEY_BYTES_MAX], dk[SH_STOCK_KEY_BYTES_MAX], ok[SH_STOCK_KEY_BYTES_MAX];
+    sku_name(sku, sizeof sku, "i");
+    const int64_t units[1] = {10};
+    sku_create(sku, 1, units, 0);
+    sh_stock_key_pool(pool, sku);
+    sh_stock_key_journal(jrnl, sku);
+    sh_stock_key_part(st, sku, 0, 0, 's');
+    sh_stock_key_part(dk, sku, 0, 0, 'd');
+    sh_stock_key_part(ok, sku, 0, 0, 'o');
+    const char *incr[] = {"HINCRBY", pool, "avail", "50"};
+    freeReplyObject(rcmd(pool, 4, incr));
+
+    /* A begin run twice with its id takes once and answers the same. */
+    const char *gkeys[2] = {pool, jrnl};
+    const char *g10[4] = {"0", "20", "10", "0"};
+    redisReply *r = reval(g_sid_grant_begin, 2, gkeys, 4, g10);
+    assert_int_equal(elem_i64(r, 0), 10);
+    assert_int_equal(elem_i64(r, 1), 20);
+    assert_int_equal(elem_i64(r, 2), 30);
+    freeReplyObject(r);
+    r = reval(g_sid_grant_begin, 2, gkeys, 4, g10);
+    assert_int_equal(elem_i64(r, 1), 20);
+    assert_int_equal(elem_i64(r, 2), 30);
+    freeReplyObject(r);
+    /* A spent id (at or below nextid, not journaled) takes nothing: a late
+     * copy of a begin its caller gave up on. */
+    const char *g5[4] = {"0", "20", "5", "0"};
+    r = reval(g_sid_grant_begin, 2, gkeys, 4, g5);
+    assert_int_equal(elem_i64(r, 1), 0);
+    assert_int_equal(elem_i64(r, 2), 30);
+    freeReplyObject(r);
+
+    /* Fencing: stamp epoch 7; epoch 6 can neither stamp nor begin nor apply. */
+    const char *pk[1] = {pool};
+    const char *sk[1] = {st};
+    r = reval(g_sid_stamp, 1, pk, 1, (const char *[]){"7"});
+    assert_int_equal(reply_i64(r), 1);
+    freeReplyObject(r);
+    r = reval(g_sid_stamp, 1, sk, 1, (const char *[]){"7"});
+    freeReplyObject(r);
+    assert_fenced(reval_any(g_sid_stamp, 1, pk, 1, (const char *[]){"6"}));
+    assert_fenced(reval_any(g_sid_grant_begin, 2, gkeys, 4, (const char *[]){"0", "5", "11", "6"}));
+    assert_fenced(reval_any(g_sid_grant_apply, 1, sk, 4, (const char *[]){"10", "20", "0", "6"}));
+    const char *hget[] = {"HGET", pool, "avail"};
+    r = rcmd(pool, 3, hget);
+    assert_int_equal(reply_i64(r), 30);
+    freeReplyObject(r);
+    r = reval(g_sid_grant_apply, 1, sk, 4, (const char *[]){"10", "20", "0", "7"});
+    assert_int_equal(elem_i64(r, 0), 1);
+    freeReplyObject(r);
+
+    /* DEDUCT run twice with its round id answers OK both times (not
+     * DUPLICATE) and deducts once; another round id sees a DUPLICATE. */
+    const char *dkeys[3] = {st, dk, ok};
+    const char *d1[10] = {"1", "0", "600", "1", "rid-1", "o1", "D", "u1", "3", "1"};
+    for (int run = 0; run < 2; run++) {
+        r = reval(g_sid_deduct, 3, dkeys, 10, d1);
+        assert_int_equal(elem_i64(r, 4), SH_ITEM_OK);
+        assert_int_equal(elem_i64(r, 5), 1); /* seq */
+        freeReplyObject(r);
+    }
+    const char *d2[10] = {"1", "0", "600", "1", "rid-2", "o1", "D", "u1", "3", "1"};
+    r = reval(g_sid_deduct, 3, dkeys, 10, d2);
+    assert_int_equal(elem_i64(r, 4), SH_ITEM_DUPLICATE);
+    freeReplyObject(r);
+    part_state ps = part_read(sku, 0);
+    assert_int_equal(ps.ded, 3);
+    assert_int_equal(ps.seq, 1);
+    /* Released, then deducted again: RELEASED, nothing changes. */
+    const char *rel[10] = {"1", "0", "600", "1", "rid-3", "o1", "R", "", "0", "0"};
+    r = reval(g_sid_deduct, 3, dkeys, 10, rel);
+    assert_int_equal(elem_i64(r, 4), SH_ITEM_OK);
+    freeReplyObject(r);
+    const char *d4[10] = {"1", "0", "600", "1", "rid-4", "o1", "D", "u1", "3", "1"};
+    r = reval(g_sid_deduct, 3, dkeys, 10, d4);
+    assert_int_equal(elem_i64(r, 4), SH_ITEM_RELEASED);
+    freeReplyObject(r);
+    ps = part_read(sku, 0);
+    assert_int_equal(ps.ded, 0);
+    assert_int_equal(ps.seq, 2);
 }
 
 /* ==== e0. batching is exact ================================================= */
@@ -1456,6 +1573,7 @@ int main(void)
         cmocka_unit_test_setup(test_f_garbage, test_setup),
         cmocka_unit_test_setup(test_g_restart, test_setup),
         cmocka_unit_test_setup(test_h_sigterm, test_setup),
+        cmocka_unit_test_setup(test_i_rerun_and_fence, test_setup),
     };
     return cmocka_run_group_tests_name("stock-node", tests, group_setup, group_teardown);
 }
