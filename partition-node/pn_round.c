@@ -83,17 +83,17 @@ typedef struct pr_item {
     int32_t load;      /* index into loads when the SKU had to be read, else -1 */
     int32_t cmd_claim; /* round A entries, -1 when none */
     int32_t cmd_incr;
-    uint16_t part;  /* the partition the claim names: where the script runs */
-    uint32_t ver;   /* the claim version it runs under */
-    bool done;      /* results[i] is final */
-    bool incr;      /* USER_TAKE wrote this item's entry ("QTY:RID") */
+    uint16_t part;     /* the partition the claim names: where the script runs */
+    uint32_t ver;      /* the claim version it runs under */
+    bool done;         /* results[i] is final */
+    bool incr;         /* USER_TAKE wrote this item's entry ("QTY:RID") */
     bool take_unknown; /* USER_TAKE's outcome is unknown: the entry may exist */
-    bool over;      /* the counter passed per_user_limit */
-    bool sent;      /* a DEDUCT call carried it */
-    bool answered;  /* ... and told its status */
-    bool stale;     /* the cached layout disagrees with Redis: drop it after the round */
-    uint8_t status; /* sh_stock_item_status when answered */
-    uint32_t rqty;  /* qty in the script's reply */
+    bool over;         /* the counter passed per_user_limit */
+    bool sent;         /* a DEDUCT call carried it */
+    bool answered;     /* ... and told its status */
+    bool stale;        /* the cached layout disagrees with Redis: drop it after the round */
+    uint8_t status;    /* sh_stock_item_status when answered */
+    uint32_t rqty;     /* qty in the script's reply */
     uint8_t ruser_len;
     char ruser[SH_USER_ID_CHARS_MAX + 1]; /* user in the script's reply */
     size_t claim_key_len;
@@ -242,6 +242,18 @@ static void pr_arg(pn_round *r, sh_cluster_cmd *c, const char *s, size_t len)
 static void pr_args(pn_round *r, sh_cluster_cmd *c, const char *s)
 {
     pr_arg(r, c, s, strlen(s));
+}
+
+/* Starts "EVALSHA sha 1 key" routed by key; the script's args follow with pr_arg. */
+static sh_cluster_cmd *pr_evalsha1(pn_round *r, const char *sha, const char *key, size_t key_len,
+                                   int32_t *index)
+{
+    sh_cluster_cmd *c = pr_cmd(r, key, key_len, index);
+    pr_args(r, c, "EVALSHA");
+    pr_arg(r, c, sha, PR_SHA_CHARS);
+    pr_args(r, c, "1");
+    pr_arg(r, c, key, key_len);
+    return c;
 }
 
 static void pr_cmds_reset(pn_round *r)
@@ -650,11 +662,7 @@ static void pr_round_a_build(pn_round *r, const sh_wire_item *items, const bool 
             SH_ASSERT(elen > 0 && (size_t)elen < sizeof it->entry);
             it->entry_len = (size_t)elen;
             size_t llen = pr_fmt_u64(it->lim_str, sizeof it->lim_str, item->per_user_limit);
-            c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
-            pr_args(r, c, "EVALSHA");
-            pr_arg(r, c, r->sha_take, PR_SHA_CHARS);
-            pr_args(r, c, "1");
-            pr_arg(r, c, it->user_key, it->user_key_len);
+            c = pr_evalsha1(r, r->sha_take, it->user_key, it->user_key_len, &it->cmd_incr);
             pr_arg(r, c, item->order_id, item->order_id_len);
             pr_arg(r, c, it->qty_str, qlen);
             pr_arg(r, c, it->lim_str, llen);
@@ -1009,11 +1017,7 @@ static void pr_settle_add(pn_round *r, const sh_wire_item *item, const char *use
 static void pr_user_back(pn_round *r, pr_item *it, const sh_wire_item *item, const char *entry,
                          size_t entry_len)
 {
-    sh_cluster_cmd *c = pr_cmd(r, it->user_key, it->user_key_len, &it->cmd_incr);
-    pr_args(r, c, "EVALSHA");
-    pr_arg(r, c, r->sha_back, PR_SHA_CHARS);
-    pr_args(r, c, "1");
-    pr_arg(r, c, it->user_key, it->user_key_len);
+    sh_cluster_cmd *c = pr_evalsha1(r, r->sha_back, it->user_key, it->user_key_len, &it->cmd_incr);
     pr_arg(r, c, item->order_id, item->order_id_len);
     pr_arg(r, c, entry, entry_len);
 }
@@ -1044,8 +1048,8 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
             if (!it->incr) {
                 continue;
             }
-            bool held = it->answered && (it->status == SH_ITEM_OK ||
-                                         it->status == SH_ITEM_DUPLICATE);
+            bool held =
+                it->answered && (it->status == SH_ITEM_OK || it->status == SH_ITEM_DUPLICATE);
             if (held) {
                 continue;
             }
@@ -1060,8 +1064,7 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
                 continue;
             }
             pr_user_back(r, it, item, it->entry, it->entry_len);
-        } else if (it->answered &&
-                   (it->status == SH_ITEM_OK || it->status == SH_ITEM_DUPLICATE) &&
+        } else if (it->answered && (it->status == SH_ITEM_OK || it->status == SH_ITEM_DUPLICATE) &&
                    item->per_user_limit > 0 && it->ruser_len > 0) {
             /* The units went back: so does the order's share of the limit. */
             it->user_key_len = sh_stock_key_user(it->user_key, item->sku, it->ruser);
@@ -1203,20 +1206,12 @@ static void pr_settle_step(pn_round *r, pr_settle *batch, size_t n, uint8_t step
             }
             e->key_len = sh_stock_key_part(e->key, e->sku, e->part, sku->salt[e->part], 'o');
             size_t vlen = pr_fmt_u64(e->ver_str, sizeof e->ver_str, e->ver);
-            c = pr_cmd(r, e->key, e->key_len, &e->cmd);
-            pr_args(r, c, "EVALSHA");
-            pr_arg(r, c, r->sha_settle, PR_SHA_CHARS);
-            pr_args(r, c, "1");
-            pr_arg(r, c, e->key, e->key_len);
+            c = pr_evalsha1(r, r->sha_settle, e->key, e->key_len, &e->cmd);
             pr_arg(r, c, e->order, e->order_len);
             pr_arg(r, c, e->ver_str, vlen);
         } else {
             e->key_len = sh_stock_key_user(e->key, e->sku, e->user);
-            c = pr_cmd(r, e->key, e->key_len, &e->cmd);
-            pr_args(r, c, "EVALSHA");
-            pr_arg(r, c, r->sha_back, PR_SHA_CHARS);
-            pr_args(r, c, "1");
-            pr_arg(r, c, e->key, e->key_len);
+            c = pr_evalsha1(r, r->sha_back, e->key, e->key_len, &e->cmd);
             pr_arg(r, c, e->order, e->order_len);
             pr_arg(r, c, e->entry, e->entry_len);
         }
@@ -1346,8 +1341,8 @@ sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *rout
     r->argv = calloc(PR_ARGS_MAX, sizeof *r->argv);
     r->argvlen = calloc(PR_ARGS_MAX, sizeof *r->argvlen);
     if (r->it == NULL || r->loads == NULL || r->keys == NULL || r->calls == NULL ||
-        r->settle == NULL || r->settle_batch == NULL ||
-        r->cmds == NULL || r->argv == NULL || r->argvlen == NULL) {
+        r->settle == NULL || r->settle_batch == NULL || r->cmds == NULL || r->argv == NULL ||
+        r->argvlen == NULL) {
         pn_round_free(r);
         return SH_ENOMEM;
     }

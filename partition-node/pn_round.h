@@ -48,22 +48,22 @@ typedef struct pn_round_config {
 /* Counters since pn_round_new; all monotonic. */
 typedef struct pn_round_stats {
     uint64_t rounds;
-    uint64_t items;         /* items run (all outcomes) */
-    uint64_t script_calls;  /* EVALSHA DEDUCT */
-    uint64_t script_items;  /* items carried by those calls */
-    uint64_t claim_moves;   /* EVALSHA CLAIM_MOVE */
-    uint64_t pool_loads;    /* HGETALL of a pool (cache misses) */
-    uint64_t pipelines;     /* sh_cluster_pipeline calls (round trips per master) */
-    uint64_t redis_errors;  /* router failures, error and malformed replies (each logged) */
-    uint64_t give_backs;    /* user entries given back or fixed (USER_BACK, HSET) */
-    uint64_t reruns;        /* DEDUCT calls asked again after an unknown outcome */
-    uint64_t settle_queued; /* user entries of unknown outcomes queued for the sweep */
-    uint64_t settled;       /* ... settled by it */
-    uint64_t settle_kept;   /* ... whose order held units (entry kept) */
+    uint64_t items;             /* items run (all outcomes) */
+    uint64_t script_calls;      /* EVALSHA DEDUCT */
+    uint64_t script_items;      /* items carried by those calls */
+    uint64_t claim_moves;       /* EVALSHA CLAIM_MOVE */
+    uint64_t pool_loads;        /* HGETALL of a pool (cache misses) */
+    uint64_t pipelines;         /* sh_cluster_pipeline calls (round trips per master) */
+    uint64_t redis_errors;      /* router failures, error and malformed replies (each logged) */
+    uint64_t give_backs;        /* user entries given back or fixed (USER_BACK, HSET) */
+    uint64_t reruns;            /* DEDUCT calls asked again after an unknown outcome */
+    uint64_t settle_queued;     /* user entries of unknown outcomes queued for the sweep */
+    uint64_t settled;           /* ... settled by it */
+    uint64_t settle_kept;       /* ... whose order held units (entry kept) */
     uint64_t settle_given_back; /* ... whose entry was given back */
-    uint64_t settle_dropped; /* ... not queued: the queue was full (left to the ttl) */
-    sh_hist items_per_call; /* items per DEDUCT call */
-    sh_hist round_us;       /* wall time of a whole round (claims, scripts, give-backs), us */
+    uint64_t settle_dropped;    /* ... not queued: the queue was full (left to the ttl) */
+    sh_hist items_per_call;     /* items per DEDUCT call */
+    sh_hist round_us;           /* wall time of a whole round (claims, scripts, give-backs), us */
 } pn_round_stats;
 
 typedef struct pn_round pn_round;

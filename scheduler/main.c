@@ -59,7 +59,7 @@ typedef struct main_state {
     sch_ctx *ctx;
     sch_route *route;
     struct event *drain_ev;
-    struct event *retry_ev; /* pool work left pending (sch_pool_retry) */
+    struct event *retry_ev;     /* pool work left pending (sch_pool_retry) */
     uint64_t drain_deadline_ms; /* mono */
     int stopping;
     int lease_fd; /* eventfd: lease thread -> loop (lease_ev watches it) */

@@ -30,7 +30,7 @@ typedef struct sch_part {
     uint64_t grants;            /* grants applied */
     uint64_t sold_units_window; /* units sold since window_start_ms (rate estimate) */
     uint64_t window_start_ms;
-    double rate_units_per_s;   /* smoothed sales rate, for chunk sizing */
+    double rate_units_per_s; /* smoothed sales rate, for chunk sizing */
     /* Pool work left pending by a failed or unknown step (sch_pool.c). Each is
      * retried by the pool's timer and before any new grant to this partition,
      * whatever the pool holds: grant ids must reach a partition in order. */
@@ -52,8 +52,8 @@ typedef struct sch_sku {
     uint32_t per_user_limit; /* units per user, 0 = none */
     uint32_t min_chunk, max_chunk;
     uint16_t nparts;
-    sch_part *parts; /* nparts entries, owned */
-    uint32_t rr;     /* round-robin cursor */
+    sch_part *parts;  /* nparts entries, owned */
+    uint32_t rr;      /* round-robin cursor */
     uint64_t next_id; /* journal ids: the last one this scheduler chose (pool's nextid) */
     /* counters for /metrics and the admin socket */
     uint64_t ok, sold_out, duplicates, conflicts, releases;

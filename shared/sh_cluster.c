@@ -1373,8 +1373,8 @@ static void cl_pipe_append(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, 
             continue;
         }
         sh_err rc;
-        redisContext *ctx = pn[e->node].used ? c->nodes[e->node].ctx
-                                              : cl_node_fresh(c, e->node, &rc);
+        redisContext *ctx =
+            pn[e->node].used ? c->nodes[e->node].ctx : cl_node_fresh(c, e->node, &rc);
         if (ctx == NULL) {
             pn[e->node].down = true;
             pn[e->node].rc = rc;
@@ -1449,8 +1449,7 @@ static void cl_pipe_read(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, si
         if (redisGetReply(ctx, &r) != REDIS_OK || r == NULL) {
             cl_pipe_down(c, pn, e->node, cl_ctx_rc(ctx, errno), true);
             SH_WARN(CL_MOD, "outcome unknown, not sent again addr=%s:%d err=%s",
-                    c->nodes[e->node].addr.host, c->nodes[e->node].addr.port,
-                    sh_strerror(p->rc));
+                    c->nodes[e->node].addr.host, c->nodes[e->node].addr.port, sh_strerror(p->rc));
             cl_pipe_unknown(c, &cmds[i], e);
             continue;
         }

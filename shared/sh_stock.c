@@ -237,12 +237,11 @@ static const char sh_script_user_take[] =
  * the caller wrote (so a retry of the same order that re-took it since keeps
  * it), or whatever it reads with '*' (a release: the order holds nothing).
  * Reply 1 deleted, 0 not. */
-static const char sh_script_user_back[] =
-    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if v and (ARGV[2] == '*' or v == ARGV[2]) then\n"
-    "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "end\n"
-    "return 0\n";
+static const char sh_script_user_back[] = "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                          "if v and (ARGV[2] == '*' or v == ARGV[2]) then\n"
+                                          "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                          "end\n"
+                                          "return 0\n";
 
 /* SETTLE: KEYS: o (the order hash of the partition the claim names).
  * ARGV: order, claim_version. Decides, once and for all, whether an order
@@ -274,6 +273,7 @@ static const char sh_script_claim_move[] =
     "end\n"
     "return cur\n";
 
+// clang-format off: it cannot lay out SH_FENCE pasted between string pieces.
 /* Fencing (DESIGN.md 5b): one scheduler at a time holds a lease whose epoch
  * grows with every takeover. The scheduler stamps its epoch into the pool
  * hash and every partition state ('ep') when it takes over, and every grant
@@ -281,8 +281,8 @@ static const char sh_script_claim_move[] =
  * the error "FENCED". A deposed scheduler can then finish nothing half-way:
  * its next step fails before it writes. */
 #define SH_FENCE(key, arg)                                                                         \
-    "if tonumber(" arg ") < tonumber(redis.call('HGET', " key ", 'ep') or '0') then\n"            \
-    "  return redis.error_reply('FENCED epoch ' .. " arg " .. ' is below the stamp')\n"             \
+    "if tonumber(" arg ") < tonumber(redis.call('HGET', " key ", 'ep') or '0') then\n"             \
+    "  return redis.error_reply('FENCED epoch ' .. " arg " .. ' is below the stamp')\n"            \
     "end\n"
 
 /* PART_INIT: KEYS: st. ARGV: epoch. Creates the partition state once.
@@ -310,10 +310,9 @@ static const char sh_script_pool_init[] =
 /* EPOCH_STAMP: KEYS: a pool hash or a partition state. ARGV: epoch.
  * Raises the key's 'ep' to epoch; a lower epoch is FENCED. Reply 1. */
 static const char sh_script_epoch_stamp[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOKEY') end\n"
-    SH_FENCE("KEYS[1]", "ARGV[1]")
-    "redis.call('HSET', KEYS[1], 'ep', ARGV[1])\n"
-    "return 1\n";
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOKEY') end\n" SH_FENCE(
+        "KEYS[1]", "ARGV[1]") "redis.call('HSET', KEYS[1], 'ep', ARGV[1])\n"
+                              "return 1\n";
 
 /* GRANT_BEGIN: KEYS: pool, jrnl. ARGV: partition, wanted_units, id, epoch.
  * The caller chooses the journal id (above every id it used before: 'nextid'
@@ -325,24 +324,24 @@ static const char sh_script_epoch_stamp[] =
  * Reply: {id, u, avail_after}; u 0 when nothing was taken. */
 static const char sh_script_grant_begin[] =
     "local h = redis.call('HMGET', KEYS[1], 'avail', 'nextid')\n"
-    "if not h[1] then return redis.error_reply('NOPOOL') end\n"
-    SH_FENCE("KEYS[1]", "ARGV[4]")
-    "local avail, id = tonumber(h[1]), tonumber(ARGV[3])\n"
-    "local j = redis.call('HGET', KEYS[2], ARGV[3])\n"
-    "if j then\n"
-    "  local p, u = string.match(j, '^g:(%d+):(%d+)$')\n"
-    "  if p ~= ARGV[1] then return redis.error_reply('BADID journal id used otherwise') end\n"
-    "  return {id, tonumber(u), avail}\n"
-    "end\n"
-    "if id <= tonumber(h[2] or '0') then return {id, 0, avail} end\n"
-    "local u = math.min(avail, tonumber(ARGV[2]))\n"
-    "if u <= 0 then\n"
-    "  redis.call('HSET', KEYS[1], 'nextid', id)\n"
-    "  return {id, 0, avail}\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'avail', avail - u, 'nextid', id)\n"
-    "redis.call('HSET', KEYS[2], id, 'g:' .. ARGV[1] .. ':' .. u)\n"
-    "return {id, u, avail - u}\n";
+    "if not h[1] then return redis.error_reply('NOPOOL') end\n" SH_FENCE(
+        "KEYS[1]", "ARGV[4]") "local avail, id = tonumber(h[1]), tonumber(ARGV[3])\n"
+                              "local j = redis.call('HGET', KEYS[2], ARGV[3])\n"
+                              "if j then\n"
+                              "  local p, u = string.match(j, '^g:(%d+):(%d+)$')\n"
+                              "  if p ~= ARGV[1] then return redis.error_reply('BADID journal id "
+                              "used otherwise') end\n"
+                              "  return {id, tonumber(u), avail}\n"
+                              "end\n"
+                              "if id <= tonumber(h[2] or '0') then return {id, 0, avail} end\n"
+                              "local u = math.min(avail, tonumber(ARGV[2]))\n"
+                              "if u <= 0 then\n"
+                              "  redis.call('HSET', KEYS[1], 'nextid', id)\n"
+                              "  return {id, 0, avail}\n"
+                              "end\n"
+                              "redis.call('HSET', KEYS[1], 'avail', avail - u, 'nextid', id)\n"
+                              "redis.call('HSET', KEYS[2], id, 'g:' .. ARGV[1] .. ':' .. u)\n"
+                              "return {id, u, avail - u}\n";
 
 /* GRANT_APPLY: KEYS: st. ARGV: id, units, low_water_units, epoch.
  * Adds units to the standby sub-domain once (ids at or below g are done) and
@@ -350,25 +349,28 @@ static const char sh_script_grant_begin[] =
  * Reply: {applied 0|1, a, s0, s1}. */
 static const char sh_script_grant_apply[] =
     "local h = redis.call('HMGET', KEYS[1], 'a', 's0', 's1', 'g')\n"
-    "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n"
-    SH_FENCE("KEYS[1]", "ARGV[4]")
-    "local a = tonumber(h[1])\n"
-    "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
-    "local id = tonumber(ARGV[1])\n"
-    "if tonumber(h[4]) >= id then return {0, a, s[0], s[1]} end\n"
-    "local sb = 1 - a\n"
-    "s[sb] = s[sb] + tonumber(ARGV[2])\n"
-    "if s[a] <= tonumber(ARGV[3]) and s[sb] > 0 then\n"
-    "  a = sb\n"
-    "  redis.call('HINCRBY', KEYS[1], 'flips', 1)\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'a', a, 's0', s[0], 's1', s[1], 'g', id)\n"
-    "redis.call('HINCRBY', KEYS[1], 'grants', 1)\n"
-    "return {1, a, s[0], s[1]}\n";
+    "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n" SH_FENCE(
+        "KEYS[1]",
+        "ARGV[4]") "local a = tonumber(h[1])\n"
+                   "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
+                   "local id = tonumber(ARGV[1])\n"
+                   "if tonumber(h[4]) >= id then return {0, a, s[0], s[1]} end\n"
+                   "local sb = 1 - a\n"
+                   "s[sb] = s[sb] + tonumber(ARGV[2])\n"
+                   "if s[a] <= tonumber(ARGV[3]) and s[sb] > 0 then\n"
+                   "  a = sb\n"
+                   "  redis.call('HINCRBY', KEYS[1], 'flips', 1)\n"
+                   "end\n"
+                   "redis.call('HSET', KEYS[1], 'a', a, 's0', s[0], 's1', s[1], 'g', id)\n"
+                   "redis.call('HINCRBY', KEYS[1], 'grants', 1)\n"
+                   "return {1, a, s[0], s[1]}\n";
+
+// clang-format on
 
 /* JOURNAL_END: KEYS: jrnl. ARGV: id. Forgets a finished grant. Reply: 1 | 0. */
 static const char sh_script_journal_end[] = "return redis.call('HDEL', KEYS[1], ARGV[1])\n";
 
+// clang-format off
 /* RETURN_BEGIN: KEYS: pool, jrnl. ARGV: partition, id, epoch. Journals "r:P"
  * under the caller's id (ids as GRANT_BEGIN). Run again it changes nothing.
  * Reply: id when journaled (now or before), 0 when the id is spent (at or
@@ -410,6 +412,8 @@ static const char sh_script_return_apply[] =
     "redis.call('HINCRBY', KEYS[1], 'avail', ARGV[2])\n"
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "return 1\n";
+
+// clang-format on
 
 /* RETURN_END: KEYS: st. ARGV: id. Forgets the record of a finished return. */
 static const char sh_script_return_end[] = "return redis.call('HDEL', KEYS[1], 'r.' .. ARGV[1])\n";

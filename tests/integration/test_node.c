@@ -362,8 +362,7 @@ static redisReply *rcmd(const char *route, int argc, const char **argv)
 }
 
 /* EVALSHA whose reply may be an error reply (returned as is). */
-static redisReply *reval_any(int sid, int numkeys, const char **keys, int nargs,
-                             const char **args)
+static redisReply *reval_any(int sid, int numkeys, const char **keys, int nargs, const char **args)
 {
     size_t klen[4], alen[300];
     assert_true(numkeys <= 4 && nargs <= 300);
@@ -437,7 +436,7 @@ static void sku_create(const char *sku, int parts, const int64_t *units, uint32_
     snprintf(total_s, sizeof total_s, "%" PRId64, total);
     snprintf(pul_s, sizeof pul_s, "%u", per_user_limit);
     snprintf(parts_s, sizeof parts_s, "%d", parts);
-    const char *args[8 + SH_PARTITIONS_PER_SKU_MAX] = {total_s, "0",       pul_s,     parts_s,
+    const char *args[8 + SH_PARTITIONS_PER_SKU_MAX] = {total_s, "0",       pul_s,      parts_s,
                                                        "1",     "1000000", "test sku", "0"};
     for (int p = 0; p < parts; p++) {
         args[8 + p] = "0";

@@ -536,7 +536,8 @@ static void sku_create(const char *sku, int parts)
     char total_s[32], parts_s[16];
     snprintf(total_s, sizeof total_s, "%d", parts * UNITS_PER_PART);
     snprintf(parts_s, sizeof parts_s, "%d", parts);
-    const char *args[8 + PARTS_MAX] = {total_s, "0", "0", parts_s, "1", "1000000", "ship test", "0"};
+    const char *args[8 + PARTS_MAX] = {total_s, "0",       "0",         parts_s,
+                                       "1",     "1000000", "ship test", "0"};
     for (int p = 0; p < parts; p++) {
         args[8 + p] = "0";
     }

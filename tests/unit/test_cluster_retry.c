@@ -34,17 +34,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS      200                /* the router's timeout in these tests */
-#define LATE_MS         (3 * TIMEOUT_MS)   /* a "late" reply comes this long after */
-#define BOUND_MS        (10 * TIMEOUT_MS)  /* no call may take longer (3x margin) */
-#define STEPS_MAX       8
-#define CONNS_MAX       32
-#define ARGS_MAX        16
-#define REPLY_BYTES     256
-#define CONN_BUF_BYTES  8192
-#define POLL_MS         20
-#define FAKE_SHA        "0123456789abcdef0123456789abcdef01234567"
-#define SETTLE_MS       100 /* time for a FIN to reach the router's socket */
+#define TIMEOUT_MS     200               /* the router's timeout in these tests */
+#define LATE_MS        (3 * TIMEOUT_MS)  /* a "late" reply comes this long after */
+#define BOUND_MS       (10 * TIMEOUT_MS) /* no call may take longer (3x margin) */
+#define STEPS_MAX      8
+#define CONNS_MAX      32
+#define ARGS_MAX       16
+#define REPLY_BYTES    256
+#define CONN_BUF_BYTES 8192
+#define POLL_MS        20
+#define FAKE_SHA       "0123456789abcdef0123456789abcdef01234567"
+#define SETTLE_MS      100 /* time for a FIN to reach the router's socket */
 
 _Static_assert(sizeof FAKE_SHA - 1 == 40, "a script id is 40 hex characters");
 
@@ -110,8 +110,7 @@ static void fk_send(int fd, const char *buf, size_t len)
 
 /* Parses one RESP array of bulk strings from buf[0..len). Returns the bytes
  * it used, 0 when incomplete, -1 when malformed. */
-static long fk_parse(const char *buf, size_t len, int *argc, const char **argv,
-                     size_t *argvlen)
+static long fk_parse(const char *buf, size_t len, int *argc, const char **argv, size_t *argvlen)
 {
     const char *p = buf, *end = buf + len;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -160,9 +159,10 @@ static bool fk_answer(fake *f, int fd, int argc, const char **argv, const size_t
         pthread_mutex_lock(&f->mu);
         f->n_slots++;
         pthread_mutex_unlock(&f->mu);
-        int n = snprintf(out, sizeof out,
-                         "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%s\r\n",
-                         f->slots_port, FAKE_SHA);
+        int n =
+            snprintf(out, sizeof out,
+                     "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%s\r\n",
+                     f->slots_port, FAKE_SHA);
         fk_send(fd, out, (size_t)n);
         return true;
     }
@@ -185,8 +185,7 @@ static bool fk_answer(fake *f, int fd, int argc, const char **argv, const size_t
         pthread_mutex_lock(&f->mu);
         f->n_echo++;
         pthread_mutex_unlock(&f->mu);
-        int n = snprintf(out, sizeof out, "$%zu\r\n%.*s\r\n", argvlen[1], (int)argvlen[1],
-                         argv[1]);
+        int n = snprintf(out, sizeof out, "$%zu\r\n%.*s\r\n", argvlen[1], (int)argvlen[1], argv[1]);
         fk_send(fd, out, (size_t)n);
         return true;
     }
@@ -446,8 +445,7 @@ static uint64_t unknown_count(const sh_cluster *c)
 
 /* The call gave SH_EUNKNOWN and no reply, the node received the command
  * once (never sent again), and stats.unknown counts `unknown` in all. */
-static void expect_unknown_once(const fixture *x, sh_err rc, const redisReply *r,
-                                uint64_t unknown)
+static void expect_unknown_once(const fixture *x, sh_err rc, const redisReply *r, uint64_t unknown)
 {
     assert_int_equal(rc, SH_EUNKNOWN);
     assert_null(r);
@@ -724,8 +722,8 @@ static void pipe_fill(pipe_args *p, int incr_at)
         p->argv[i][1] = i == incr_at ? "k" : echoes[i];
         p->argvlen[i][0] = 4;
         p->argvlen[i][1] = strlen(p->argv[i][1]);
-        p->cmds[i] = (sh_cluster_cmd){p->argv[i][1], p->argvlen[i][1], 2, p->argv[i],
-                                      p->argvlen[i], NULL, SH_OK};
+        p->cmds[i] = (sh_cluster_cmd){
+            p->argv[i][1], p->argvlen[i][1], 2, p->argv[i], p->argvlen[i], NULL, SH_OK};
     }
 }
 
