@@ -413,6 +413,25 @@ static int ctl_print_sku(FILE *out, FILE *err, const cJSON *s)
     }
     ctl_table_print(&t, out, "  ", 0);
     ctl_table_free(&t);
+    /* Pool work a failed step left (the scheduler retries it on a timer). */
+    cJSON_ArrayForEach(p, parts)
+    {
+        const cJSON *pw = cJSON_GetObjectItemCaseSensitive(p, "pending_work");
+        if (!cJSON_IsObject(pw)) {
+            continue;
+        }
+        static const char *const pk[] = {"grant_id", "grant_units", "doubt_grant_id", "return_id",
+                                         "age_ms"};
+        char w[5][CTL_CELL_BYTES], idx[CTL_CELL_BYTES];
+        int bad = ctl_cells_int(pw, pk, 5, w);
+        if (bad >= 0 || ctl_json_int_text(p, "index", idx, CTL_CELL_BYTES) != 0) {
+            return ctl_malformed(err, "registry", bad >= 0 ? pk[bad] : "index");
+        }
+        fprintf(out,
+                "  pending on P%s: grant %s (%s units) to apply, grant %s in doubt, return %s; "
+                "for %s ms\n",
+                idx, w[0], w[1], w[2], w[3], w[4]);
+    }
     return 0;
 }
 

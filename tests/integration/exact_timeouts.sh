@@ -23,6 +23,10 @@
 #    conservation holds before and after a scheduler restart, and the SKU
 #    sells exactly its total. (On the old code GRANT_BEGIN ran twice: 10 units
 #    waited in the journal and the SKU answered sold_out with 10 available.)
+# 2b. A sleeping pool master (DEBUG SLEEP 2.6) during a refill: GRANT_BEGIN
+#    runs once (re-run with its journal id it answers its first result), so
+#    no unit is lost, before or after a restart. (On the old code it ran twice
+#    under two journal ids, and the replay after a restart dropped one.)
 # 3. Releases: a deduct retried after its release answers 409 order_released;
 #    a release gives the user's units back (limit 1: another order then gets
 #    200); a release that meets a tombstone follows the claim and answers 404
@@ -168,6 +172,39 @@ t_loadgen --skus "$sku" --requests 20 --connections 4 --qty 1 --quiet --order-pr
 assert_eq "the last 5 units sell" 5 "$(t_lg "$json" answers.ok)"
 assert_eq "then sold out" 15 "$(t_lg "$json" answers.sold_out)"
 assert_eq "units deducted: the whole total" $TOTAL "$(t_redis_sum "$sku" ded)"
+t_audit "$sku"
+
+# ---- 2b. a sleeping pool master during a refill -----------------------------------------
+# The partition's master must be another one, or the deduction that empties
+# the standby would sleep too: load SKUs until the pool lands elsewhere.
+for attempt in 1 2 3 4 5 6 7 8; do
+    sku=$(t_sku slowrefill)
+    t_sku_load "$sku" --total 40 --partitions 1 --min-chunk 10 --max-chunk 10
+    pp=$(master_port "{s:$sku}:pool")
+    pm=$(master_port "$(st "$sku" 0)")
+    [ "$pp" != "$pm" ] && break
+done
+[ "$pp" != "$pm" ] || fail "every SKU's pool landed on its partition's master"
+assert_eq "pool after the first two chunks" 20 "$(t_redis_pool "$sku" avail)"
+say "pool master on port $pp (partition's on $pm): DEBUG SLEEP 2.6, then an order that empties the active sub-domain"
+timeout 10 redis-cli -p "$pp" DEBUG SLEEP 2.6 >/dev/null &
+sleeper=$!
+sleep 0.2
+t_deduct "$sku" refill-1 ur 10
+t_expect "the order of 10 (its refill then meets the sleeping pool master)" 200
+wait "$sleeper" || true
+sleep 1.5 # the pool's retry timer runs every 500 ms
+assert_eq "journal after the retry" 0 "$(t_rcli HLEN "{s:$sku}:jrnl")"
+assert_eq "pool after one refill of 10" 10 "$(t_redis_pool "$sku" avail)"
+conserved "$sku" 40
+say "restart the scheduler"
+t_kill9 scheduler
+t_restart
+conserved "$sku" 40
+t_loadgen --skus "$sku" --requests 40 --connections 4 --qty 1 --quiet --order-prefix "refill$$" \
+    --json "$json" >"$T_DIR/loadgen.txt" || fail "loadgen failed: $(tail -5 "$T_DIR/loadgen.txt")"
+assert_eq "the other 30 units sell" 30 "$(t_lg "$json" answers.ok)"
+assert_eq "units deducted: the whole total" 40 "$(t_redis_sum "$sku" ded)"
 t_audit "$sku"
 
 # ---- 3. releases -----------------------------------------------------------------------

@@ -471,7 +471,8 @@ static const char registry_reply[] =
     "\"per_user_limit\":0,\"start_ms\":0,\"min_chunk\":5,\"max_chunk\":10000,\"ok\":0,"
     "\"sold_out\":0,\"partitions\":[{\"index\":0,\"salt\":0,\"node\":0,\"master\":\"m:1\","
     "\"state\":\"open\",\"active\":0,\"s0\":5,\"s1\":0,\"deducted\":0,\"seq\":0,\"flips\":0,"
-    "\"grants\":1,\"inflight\":0,\"rate_units_per_s\":0}]}]}";
+    "\"grants\":1,\"inflight\":0,\"rate_units_per_s\":0,\"pending_work\":{\"grant_id\":7,"
+    "\"grant_units\":5,\"doubt_grant_id\":0,\"return_id\":0,\"age_ms\":1500}}]}]}";
 
 static void test_registry_table(void **state)
 {
@@ -495,7 +496,8 @@ static void test_registry_table(void **state)
         "  P  master  node  state  active  s0  s1  deducted  seq  flips  grants  unsynced  "
         "oldest_ms\n"
         "  0  m:1        0  open        0   5   0         0    0      0       1         -          "
-        "-\n";
+        "-\n"
+        "  pending on P0: grant 7 (5 units) to apply, grant 0 in doubt, return 0; for 1500 ms\n";
     assert_string_equal(cap_text(&out), want);
     assert_string_equal(cap_text(&err), "");
     cap_free(&out);
