@@ -325,7 +325,10 @@ static int lease_renew_once(sh_lease *l, char *holder, size_t holder_len, uint64
             char val[SH_LEASE_OWNER_CHARS_MAX + LEASE_NUM_CHARS_MAX + 2];
             lease_reply_str(r->element[1], val, sizeof val);
             const char *sep = strchr(val, ':');
-            snprintf(holder, holder_len, "%s", sep != NULL ? sep + 1 : val);
+            const char *who = sep != NULL ? sep + 1 : val;
+            size_t n = strnlen(who, holder_len - 1); /* an overlong holder is cut */
+            memcpy(holder, who, n);
+            holder[n] = '\0';
             *holder_epoch = e > 0 ? (uint64_t)e : 0;
             result = 0;
         }
