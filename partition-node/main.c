@@ -62,6 +62,12 @@ int main(int argc, char **argv)
                 (long long)cfg.node_id, (long long)cfg.node_count);
         return 1;
     }
+    if (rc == 0 && cfg.deduct_wait_timeout_ms >= cfg.redis_timeout_ms) {
+        /* WAIT runs under the Redis timeout: past it the router gives up on it. */
+        fprintf(stderr, "%s: deduct.wait_timeout_ms=%lld must be below redis.timeout_ms=%lld\n",
+                args.prog, (long long)cfg.deduct_wait_timeout_ms, (long long)cfg.redis_timeout_ms);
+        return 1;
+    }
     if (exit_now) {
         return rc;
     }

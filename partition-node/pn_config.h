@@ -17,6 +17,8 @@ typedef struct pn_config {
     int64_t deduct_batch_items_max;
     int64_t deduct_low_water_units;
     int64_t deduct_claim_ttl_s;
+    char deduct_durability[16]; /* "replica" | "leader" */
+    int64_t deduct_wait_timeout_ms;
     char ship_sync_urls[512];
     int64_t ship_threshold_details;
     int64_t ship_interval_ms;

@@ -382,6 +382,7 @@ sh_err pn_exec_start(pn_exec **out, const pn_config *cfg)
     if (cfg->node_contexts < 1 || cfg->deduct_batch_items_max < 1 ||
         cfg->deduct_batch_items_max > SH_DEDUCT_BATCH_ITEMS_MAX || cfg->deduct_claim_ttl_s < 1 ||
         cfg->deduct_low_water_units < 0 || cfg->redis_timeout_ms < 1 ||
+        cfg->deduct_wait_timeout_ms >= cfg->redis_timeout_ms ||
         cfg->redis_timeout_ms > SH_CLUSTER_TIMEOUT_MS_MAX) {
         return SH_EINVAL;
     }
@@ -413,6 +414,8 @@ sh_err pn_exec_start(pn_exec **out, const pn_config *cfg)
         .batch_items_max = (uint32_t)cfg->deduct_batch_items_max,
         .low_water_units = (uint32_t)cfg->deduct_low_water_units,
         .claim_ttl_s = (uint32_t)cfg->deduct_claim_ttl_s,
+        .durable = strcmp(cfg->deduct_durability, "replica") == 0,
+        .wait_ms = (uint32_t)cfg->deduct_wait_timeout_ms,
     };
     rc = pn_round_new(&ex->round, &rcfg, ex->router);
     if (rc != SH_OK) {
@@ -431,9 +434,10 @@ sh_err pn_exec_start(pn_exec **out, const pn_config *cfg)
     ex->thread_started = true;
     SH_INFO(PE_MOD,
             "executor started masters=%d queue=%zu batch_items_max=%u round_items_max=%u "
-            "low_water_units=%u claim_ttl_s=%u",
+            "low_water_units=%u claim_ttl_s=%u durability=%s wait_timeout_ms=%u",
             sh_cluster_master_count(ex->router), ex->capacity, rcfg.batch_items_max,
-            (unsigned)PN_ROUND_ITEMS_MAX, rcfg.low_water_units, rcfg.claim_ttl_s);
+            (unsigned)PN_ROUND_ITEMS_MAX, rcfg.low_water_units, rcfg.claim_ttl_s,
+            rcfg.durable ? "replica" : "leader", rcfg.wait_ms);
     *out = ex;
     return SH_OK;
 }

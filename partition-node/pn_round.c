@@ -75,6 +75,7 @@ enum {
     PR_LOG_GIVEBACK = 1u << 4,
     PR_LOG_CACHE = 1u << 5,
     PR_LOG_SETTLE = 1u << 6,
+    PR_LOG_DURABLE = 1u << 7,
 };
 
 /* Working state of one item during a round. */
@@ -1095,6 +1096,70 @@ static void pr_round_c(pn_round *r, const sh_wire_item *items, const bool *relea
     pr_cmds_free(r);
 }
 
+/* ==== durability = replica ================================================ */
+
+/* The worst barrier state of the masters item it wrote to this round. */
+static sh_cluster_barrier_state pr_item_barrier(const pn_round *r, const pr_item *it, bool release)
+{
+    sh_cluster_barrier_state worst = SH_CLUSTER_B_OK, b;
+    char st[SH_STOCK_KEY_BYTES_MAX];
+    size_t len = sh_stock_key_part(st, it->sku->id, it->part, it->sku->salt[it->part], 's');
+    b = sh_cluster_barrier_of(r->router, st, len);
+    worst = b > worst ? b : worst;
+    if (!release) {
+        b = sh_cluster_barrier_of(r->router, it->claim_key, it->claim_key_len);
+        worst = b > worst ? b : worst;
+    }
+    if (it->incr) {
+        b = sh_cluster_barrier_of(r->router, it->user_key, it->user_key_len);
+        worst = b > worst ? b : worst;
+    }
+    return worst;
+}
+
+/* Answers only what a replica holds: one barrier for the whole round, then
+ * every answered item whose masters a replica did not confirm becomes
+ * UNAVAILABLE. Its outcome stays recorded in Redis, so a retry after the
+ * replica caught up returns it (DUPLICATE -> ok), and a failover before that
+ * loses only answers nobody was given. */
+static void pr_durable(pn_round *r, const sh_wire_item *items, const bool *release, size_t n,
+                       sh_wire_result *res)
+{
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++) {
+        any = r->it[i].sent;
+    }
+    if (!any) {
+        return; /* nothing reached a script: every answer is an error already */
+    }
+    int failed = 0;
+    r->stats.barriers++;
+    (void)sh_cluster_barrier(r->router, 1, r->cfg.wait_ms, &failed);
+    if (failed == 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pr_item *it = &r->it[i];
+        if (!it->answered || res[i].status == SH_WIRE_OUT_UNAVAILABLE) {
+            continue;
+        }
+        sh_cluster_barrier_state b = pr_item_barrier(r, it, release[i]);
+        if (b == SH_CLUSTER_B_OK) {
+            continue;
+        }
+        res[i].status = SH_WIRE_OUT_UNAVAILABLE;
+        res[i].flags =
+            b == SH_CLUSTER_B_NO_REPLICA ? SH_WIRE_RES_F_NO_REPLICA : SH_WIRE_RES_F_NOT_REPLICATED;
+        r->stats.not_durable++;
+        if ((r->logged & PR_LOG_DURABLE) == 0) {
+            r->logged |= PR_LOG_DURABLE;
+            SH_WARN(PR_MOD, "round not confirmed by a replica: answered 503 sku=%s order=%s why=%s",
+                    items[i].sku, items[i].order_id,
+                    b == SH_CLUSTER_B_NO_REPLICA ? "no_replica" : "replication_timeout");
+        }
+    }
+}
+
 /* ==== the sweep: settle user entries of unknown outcomes ==================== */
 
 enum { PR_ST_CLAIM = 0, PR_ST_SETTLE, PR_ST_BACK, PR_ST_DONE, PR_ST_RETRY };
@@ -1420,6 +1485,9 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
         SH_ASSERT(r->it[i].done); /* every item has its answer before counters go back */
     }
     pr_round_c(r, items, release, n);
+    if (r->cfg.durable) {
+        pr_durable(r, items, release, n, results);
+    }
     for (size_t i = 0; i < n; i++) {
         if (r->it[i].stale && r->it[i].sku != NULL) {
             /* After the round: removal may move entries other items point to. */

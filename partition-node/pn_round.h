@@ -13,6 +13,12 @@
  *   C. (only when needed) EVALSHA USER_BACK {u:..}: entries given back for
  *      deductions that did not happen and for releases that returned units.
  *
+ * Durability = replica: before answering, one more pipelined round trip, the
+ * router's replication barrier (SET + WAIT 1 on every master the round wrote
+ * to). An item whose claim, user entry or partition lives on a master that a
+ * replica did not confirm is answered UNAVAILABLE (flag NO_REPLICA or
+ * NOT_REPLICATED): its outcome is recorded, so a retry gets it.
+ *
  * Each round has an id (random per process + a counter). DEDUCT calls carry
  * it, so a call whose outcome the router could not tell (SH_EUNKNOWN, a
  * timeout) is asked again at once and answers as its first run did.
@@ -43,6 +49,8 @@ typedef struct pn_round_config {
     uint32_t batch_items_max; /* items per DEDUCT script call, 1..SH_DEDUCT_BATCH_ITEMS_MAX */
     uint32_t low_water_units; /* the script's flip threshold, units */
     uint32_t claim_ttl_s;     /* retention of claims, outcomes and user counters, s */
+    bool durable;             /* durability = replica: answer after a replica holds the round */
+    uint32_t wait_ms;         /* ... WAIT's timeout, ms (below the router's timeout) */
 } pn_round_config;
 
 /* Counters since pn_round_new; all monotonic. */
@@ -62,6 +70,8 @@ typedef struct pn_round_stats {
     uint64_t settle_kept;       /* ... whose order held units (entry kept) */
     uint64_t settle_given_back; /* ... whose entry was given back */
     uint64_t settle_dropped;    /* ... not queued: the queue was full (left to the ttl) */
+    uint64_t barriers;          /* replication barriers run (durability = replica) */
+    uint64_t not_durable;       /* items answered 503 because no replica confirmed them */
     sh_hist items_per_call;     /* items per DEDUCT call */
     sh_hist round_us;           /* wall time of a whole round (claims, scripts, give-backs), us */
 } pn_round_stats;

@@ -130,13 +130,14 @@ typedef struct ps_slot {
 
 /* Counters since start; shipper thread only. */
 typedef struct ps_stats {
-    uint64_t batches;  /* batches acked */
-    uint64_t details;  /* details in the acked batches */
-    uint64_t resends;  /* batches sent again after no ack */
-    uint64_t trims;    /* XTRIM + HSET ack pairs done */
-    uint64_t errors;   /* data errors, Redis errors, gaps, MySQL ahead of Redis */
-    uint64_t failures; /* requests without an ack (timeout, transport, error ack) */
-    uint64_t queries;  /* synced_seq questions answered */
+    uint64_t batches;      /* batches acked */
+    uint64_t details;      /* details in the acked batches */
+    uint64_t resends;      /* batches sent again after no ack */
+    uint64_t trims;        /* XTRIM + HSET ack pairs done */
+    uint64_t errors;       /* data errors, Redis errors, gaps, MySQL ahead of Redis */
+    uint64_t failures;     /* requests without an ack (timeout, transport, error ack) */
+    uint64_t queries;      /* synced_seq questions answered */
+    uint64_t unreplicated; /* batches held back: no replica confirmed them yet */
     sh_hist batch_details;
     sh_hist lag_ms; /* ack time - created_ms of the batch's oldest detail */
 } ps_stats;
@@ -147,6 +148,8 @@ struct pn_ship {
     uint32_t threshold;
     uint64_t interval_ms, tick_ms, discover_ms;
     uint32_t backoff_max_ms;
+    bool durable;     /* durability = replica: ship only what a replica holds */
+    uint32_t wait_ms; /* ... WAIT's timeout, ms */
 
     sh_cluster *router;
     pn_synclink *link;
@@ -896,6 +899,20 @@ static void ps_stall(pn_ship *s, const ps_ref *r, ps_build v, const ps_batch *b,
     }
 }
 
+/* Durability = replica: MySQL must never hold a detail Redis can lose, or a
+ * failover to a replica that lacks it would reuse its seq for another
+ * deduction. The batch was just read from the master; the router's barrier
+ * (SET + WAIT 1 on it) confirms a replica holds everything the master had,
+ * the batch included. One round trip per batch, not per detail. */
+static bool ps_replicated(pn_ship *s, const ps_ref *r)
+{
+    char dk[SH_STOCK_KEY_BYTES_MAX];
+    size_t dlen = ps_key(dk, r, 'd');
+    int failed = 0;
+    (void)sh_cluster_barrier(s->router, 1, s->wait_ms, &failed);
+    return sh_cluster_barrier_of(s->router, dk, dlen) == SH_CLUSTER_B_OK;
+}
+
 static void ps_ship(pn_ship *s, const ps_ref *r, uint64_t now)
 {
     ps_part *p = r->part;
@@ -913,6 +930,14 @@ static void ps_ship(pn_ship *s, const ps_ref *r, uint64_t now)
     }
     if (v != PS_BUILD_OK) {
         ps_stall(s, r, v, &b, now);
+        return;
+    }
+    if (s->durable && !ps_replicated(s, r)) {
+        s->st.unreplicated++;
+        ps_warn(s, PS_W_REDIS,
+                "batch held back: no replica holds it yet sku=%s partition=%u details=%zu",
+                r->sku->id, p->index, b.n);
+        ps_backoff(s, p, now);
         return;
     }
     sh_err rc = ps_send(s, r, b.n, b.oldest_ms, false);
@@ -1131,13 +1156,13 @@ static void ps_log_stats(pn_ship *s, const char *when)
     SH_INFO(PS_MOD,
             "%s ship_batches=%" PRIu64 " ship_details=%" PRIu64 " ship_resends=%" PRIu64
             " ship_trims=%" PRIu64 " ship_errors=%" PRIu64 " ship_failures=%" PRIu64
-            " ship_queries=%" PRIu64 " batch_p50=%" PRIu64 " batch_p99=%" PRIu64
-            " batch_max=%" PRIu64 " lag_p50_ms=%" PRIu64 " lag_p99_ms=%" PRIu64
-            " lag_max_ms=%" PRIu64 " skus=%zu partitions=%zu unknown=%zu pending=%" PRIu64
-            " in_flight=%d",
+            " ship_queries=%" PRIu64 " ship_unreplicated=%" PRIu64 " batch_p50=%" PRIu64
+            " batch_p99=%" PRIu64 " batch_max=%" PRIu64 " lag_p50_ms=%" PRIu64
+            " lag_p99_ms=%" PRIu64 " lag_max_ms=%" PRIu64
+            " skus=%zu partitions=%zu unknown=%zu pending=%" PRIu64 " in_flight=%d",
             when, s->st.batches, s->st.details, s->st.resends, s->st.trims, s->st.errors,
-            s->st.failures, s->st.queries, b.p50, b.p99, b.max, l.p50, l.p99, l.max, s->nskus,
-            s->nrefs, unknown, pending, s->busy_slots);
+            s->st.failures, s->st.queries, s->st.unreplicated, b.p50, b.p99, b.max, l.p50, l.p99,
+            l.max, s->nskus, s->nrefs, unknown, pending, s->busy_slots);
 }
 
 /* Every PN_SHIP_STATS_INTERVAL_MS: a summary line when something happened. */
@@ -1251,6 +1276,8 @@ sh_err pn_ship_start(pn_ship **out, const pn_config *cfg)
      * long interval a new SKU must not wait that long for its first batch. */
     s->discover_ms = s->interval_ms < PS_DISCOVER_MS_MAX ? s->interval_ms : PS_DISCOVER_MS_MAX;
     s->backoff_max_ms = (uint32_t)cfg->ship_backoff_max_ms;
+    s->durable = strcmp(cfg->deduct_durability, "replica") == 0;
+    s->wait_ms = (uint32_t)cfg->deduct_wait_timeout_ms;
     atomic_init(&s->stopping, false);
     sh_hist_init(&s->st.batch_details);
     sh_hist_init(&s->st.lag_ms);

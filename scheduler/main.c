@@ -237,6 +237,12 @@ int main(int argc, char **argv)
     sch_config cfg;
     int exit_now = 0;
     rc = sh_daemon_load_config(&args, sch_config_keys, sch_config_nkeys, &cfg, &exit_now);
+    if (rc == 0 && cfg.pool_wait_timeout_ms >= cfg.redis_timeout_ms) {
+        /* WAIT runs under the Redis timeout: past it the router gives up on it. */
+        fprintf(stderr, "%s: pool.wait_timeout_ms=%lld must be below redis.timeout_ms=%lld\n",
+                args.prog, (long long)cfg.pool_wait_timeout_ms, (long long)cfg.redis_timeout_ms);
+        return 1;
+    }
     if (exit_now) {
         return rc;
     }
@@ -314,6 +320,8 @@ int main(int argc, char **argv)
         .redis_timeout_ms = (uint32_t)cfg.redis_timeout_ms,
         .refill_horizon_ms = (uint32_t)cfg.pool_refill_horizon_ms,
         .low_water_units = cfg.pool_low_water_units,
+        .durable = strcmp(cfg.pool_durability, "replica") == 0,
+        .wait_ms = (uint32_t)cfg.pool_wait_timeout_ms,
     };
     if ((err = sch_pool_open(&ctx.pool, &pcfg)) != SH_OK) {
         SH_ERROR("main", "pool open failed seeds=%s err=%s", cfg.redis_seeds, sh_strerror(err));

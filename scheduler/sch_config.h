@@ -34,6 +34,8 @@ typedef struct sch_config {
     int64_t pool_refill_horizon_ms;
     int64_t pool_grant_wait_ms;
     int64_t pool_low_water_units;
+    char pool_durability[16]; /* "replica" | "leader" */
+    int64_t pool_wait_timeout_ms;
     int64_t admission_rate_limit_per_s;
     int64_t lease_ttl_ms;
     int64_t lease_wait_ms;

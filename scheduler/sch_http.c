@@ -146,6 +146,12 @@ static void http_count_error(sch_stats *st, int code, const char *error)
 void sch_http_reply_error(sch_ctx *ctx, struct evhttp_request *req, int code, const char *error,
                           const char *message)
 {
+    sch_http_reply_error_reason(ctx, req, code, error, NULL, message);
+}
+
+void sch_http_reply_error_reason(sch_ctx *ctx, struct evhttp_request *req, int code,
+                                 const char *error, const char *reason, const char *message)
+{
     SH_ASSERT(ctx != NULL && req != NULL && error != NULL && message != NULL);
     SH_ASSERT(code >= 400 && code <= 599);
     int owned = 0;
@@ -157,6 +163,10 @@ void sch_http_reply_error(sch_ctx *ctx, struct evhttp_request *req, int code, co
     }
     evbuffer_add_printf(b, "{\"error\":");
     http_json_string(b, error);
+    if (reason != NULL) {
+        evbuffer_add_printf(b, ",\"reason\":");
+        http_json_string(b, reason);
+    }
     evbuffer_add_printf(b, ",\"message\":");
     http_json_string(b, message);
     evbuffer_add_printf(b, "}\n");

@@ -43,6 +43,11 @@ void sch_http_free(sch_http *h);
 void sch_http_reply_error(sch_ctx *ctx, struct evhttp_request *req, int code, const char *error,
                           const char *message);
 
+/* The same with "reason":reason after "error" when reason is not NULL (a 503
+ * says why: "no_replica", "replication_timeout"). */
+void sch_http_reply_error_reason(sch_ctx *ctx, struct evhttp_request *req, int code,
+                                 const char *error, const char *reason, const char *message);
+
 /* Answers req 200 {"status":"ok","partition":P,"seq":S,"duplicate":bool}. */
 void sch_http_reply_ok(sch_ctx *ctx, struct evhttp_request *req, unsigned partition, uint64_t seq,
                        int duplicate);

@@ -80,6 +80,19 @@ static sh_err sch_pool_eval(sch_pool *p, sh_stock_script s, int nkeys, const cha
         freeReplyObject(r);
         return SH_EREDIS;
     }
+    if (p->cfg.durable) {
+        /* The next step (often on another master) may build on this one only
+         * once a replica holds it: a failover must never keep one half of a
+         * move. Not confirmed: the step stays pending, and running it again
+         * (same id) is harmless. */
+        int failed = 0;
+        if (sh_cluster_barrier(p->c, 1, p->cfg.wait_ms, &failed) != SH_OK) {
+            SH_WARN("pool", "step not confirmed by a replica script=%d key=%s masters=%d", (int)s,
+                    keys[0], failed);
+            freeReplyObject(r);
+            return SH_EUNKNOWN;
+        }
+    }
     *out = r;
     return SH_OK;
 }

@@ -13,6 +13,7 @@
 #include "sch_registry.h"
 #include "sh_err.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct sch_pool sch_pool;
@@ -22,6 +23,8 @@ typedef struct sch_pool_config {
     uint32_t redis_timeout_ms;
     uint32_t refill_horizon_ms; /* a grant holds about this much of a partition's sales */
     int64_t low_water_units;    /* flip threshold used in grant_apply (node's low_water) */
+    bool durable;               /* durability = replica: each step waits for a replica */
+    uint32_t wait_ms;           /* ... WAIT's timeout, ms (below redis_timeout_ms) */
 } sch_pool_config;
 
 /* What `sku load` asks for. */

@@ -148,6 +148,27 @@ static void route_finish_error(sch_route *r, route_slot *sl, int code, const cha
     route_slot_free(r, sl);
 }
 
+/* 503 for an UNAVAILABLE result, saying why when the node said (durability =
+ * replica: the outcome is recorded, but no replica confirmed it yet). */
+static void route_finish_unavailable(sch_route *r, route_slot *sl, const sh_wire_result *res)
+{
+    route_slot_settle(sl);
+    if (sl->kind == SLOT_DEDUCT) {
+        sh_hist_record(&r->latency_ns, sh_clock_mono_ns() - sl->start_ns);
+    }
+    if ((res->flags & SH_WIRE_RES_F_NO_REPLICA) != 0) {
+        sch_http_reply_error_reason(r->ctx, sl->req, 503, "unavailable", "no_replica",
+                                    "the partition's Redis master has no replica; retry");
+    } else if ((res->flags & SH_WIRE_RES_F_NOT_REPLICATED) != 0) {
+        sch_http_reply_error_reason(r->ctx, sl->req, 503, "unavailable", "replication_timeout",
+                                    "no replica confirmed the outcome in time; retry");
+    } else {
+        sch_http_reply_error(r->ctx, sl->req, 503, "unavailable",
+                             "the partition is unavailable; retry");
+    }
+    route_slot_free(r, sl);
+}
+
 static void route_finish_ok(sch_route *r, route_slot *sl, unsigned partition, uint64_t seq,
                             int duplicate)
 {
@@ -493,6 +514,8 @@ static void route_deduct_result(sch_route *r, route_slot *sl, const sh_wire_resu
         route_finish_error(r, sl, 400, "invalid_request", "the partition node refused the item");
         return;
     case SH_WIRE_OUT_UNAVAILABLE:
+        route_finish_unavailable(r, sl, res);
+        return;
     case SH_WIRE_OUT_ERROR:
     default:
         route_finish_error(r, sl, 503, "unavailable", "the partition is unavailable; retry");
@@ -537,6 +560,9 @@ static void route_release_result(sch_route *r, route_slot *sl, const sh_wire_res
         return;
     case SH_WIRE_OUT_INVALID:
         route_finish_error(r, sl, 400, "invalid_request", "the partition node refused the item");
+        return;
+    case SH_WIRE_OUT_UNAVAILABLE:
+        route_finish_unavailable(r, sl, res);
         return;
     default:
         route_finish_error(r, sl, 503, "unavailable", "the partition is unavailable; retry");

@@ -69,6 +69,7 @@ HTTP_PORT=""
 ALL=0
 BASE_PORT_ARG=
 SCHED_OPTS=()   # --scheduler-opt values: extra -o overrides of the scheduler
+NODE_OPTS=()    # --node-opt values: extra -o overrides of every node
 
 log()  { printf 'start: %s\n' "$*"; }
 die()  { printf 'start: error: %s\n' "$*" >&2; exit 1; }
@@ -76,7 +77,8 @@ die()  { printf 'start: error: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<EOF
 usage: $(basename "$0") --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [--http-port PORT]
-                [--scheduler-opt SECTION.KEY=VALUE ...] [--all [--base-port N]]
+                [--scheduler-opt SECTION.KEY=VALUE ...] [--node-opt SECTION.KEY=VALUE ...]
+                [--all [--base-port N]]
 
   --dir DIR          scratch directory for pid files, logs, sockets (created if missing)
   --nodes N          partition nodes to run (default 2, 1..$NODES_MAX)
@@ -85,6 +87,8 @@ usage: $(basename "$0") --dir DIR [--nodes N] [--workers N] [--infra-env FILE] [
   --http-port PORT   scheduler HTTP port (default BASE_PORT+$HTTP_PORT_OFFSET)
   --scheduler-opt S.K=V  one more -o override for the scheduler (repeatable; kept
                      for restarts), e.g. lease.ttl_ms=1000
+  --node-opt S.K=V   one more -o override for every node (repeatable; kept for
+                     restarts), e.g. deduct.durability=leader
   --all              first bring the infrastructure up: infra.sh up --dir DIR
   --base-port N      with --all: infra.sh's base port (default: the one DIR was
                      brought up with, else $DEFAULT_BASE_PORT)
@@ -114,6 +118,8 @@ parse_args() {
             --http-port=*) HTTP_PORT=${1#--http-port=}; shift ;;
             --scheduler-opt) [ $# -ge 2 ] || usage_error "--scheduler-opt needs a value"; SCHED_OPTS+=("$2"); shift 2 ;;
             --scheduler-opt=*) SCHED_OPTS+=("${1#--scheduler-opt=}"); shift ;;
+            --node-opt) [ $# -ge 2 ] || usage_error "--node-opt needs a value"; NODE_OPTS+=("$2"); shift 2 ;;
+            --node-opt=*) NODE_OPTS+=("${1#--node-opt=}"); shift ;;
             -h|--help)     usage; exit 0 ;;
             *)             usage_error "unknown argument: $1" ;;
         esac
@@ -132,9 +138,9 @@ parse_args() {
         usage_error "--http-port must be an integer in 1024..65535"
     fi
     local opt
-    for opt in ${SCHED_OPTS[@]+"${SCHED_OPTS[@]}"}; do
+    for opt in ${SCHED_OPTS[@]+"${SCHED_OPTS[@]}"} ${NODE_OPTS[@]+"${NODE_OPTS[@]}"}; do
         [[ "$opt" =~ ^[a-z_]+\.[a-z_]+=[^[:space:]]*$ ]] ||
-            usage_error "--scheduler-opt must be SECTION.KEY=VALUE without spaces: $opt"
+            usage_error "--scheduler-opt and --node-opt take SECTION.KEY=VALUE without spaces: $opt"
     done
     if [ -n "$BASE_PORT_ARG" ]; then
         [ "$ALL" -eq 1 ] || usage_error "--base-port goes with --all (infra.sh's ports)"
@@ -157,7 +163,7 @@ read_env_file() {
         value=${value#\"}; value=${value%\"}
         case "$key" in
             REDIS_SEED|BASE_PORT|MYSQL_HOST|MYSQL_PORT|MYSQL_SOCKET|MYSQL_DB|MYSQL_USER) ;;
-            NODES|WORKERS|HTTP_PORT|INFRA_ENV|SCHEDULER_OPTS) ;;   # DIR/start.env
+            NODES|WORKERS|HTTP_PORT|INFRA_ENV|SCHEDULER_OPTS|NODE_OPTS) ;;   # DIR/start.env
             *) continue ;;
         esac
         printf -v "ENV_$key" '%s' "$value"
@@ -179,6 +185,9 @@ load_settings() {
         INFRA_ENV=${INFRA_ENV:-${ENV_INFRA_ENV:-}}
         if [ ${#SCHED_OPTS[@]} -eq 0 ] && [ -n "${ENV_SCHEDULER_OPTS:-}" ]; then
             read -r -a SCHED_OPTS <<<"$ENV_SCHEDULER_OPTS"
+        fi
+        if [ ${#NODE_OPTS[@]} -eq 0 ] && [ -n "${ENV_NODE_OPTS:-}" ]; then
+            read -r -a NODE_OPTS <<<"$ENV_NODE_OPTS"
         fi
     fi
     NODES=${NODES:-2}
@@ -204,6 +213,7 @@ load_settings() {
         echo "HTTP_PORT=$kept_port"
         echo "INFRA_ENV=$INFRA_ENV"
         echo "SCHEDULER_OPTS=${SCHED_OPTS[*]+${SCHED_OPTS[*]}}"
+        echo "NODE_OPTS=${NODE_OPTS[*]+${NODE_OPTS[*]}}"
     } >"$DIR/start.env.tmp"
     mv "$DIR/start.env.tmp" "$DIR/start.env"
 }
@@ -306,7 +316,11 @@ join_urls() {   # join_urls FUNC COUNT: "u1,u2,..."
 }
 
 start_nodes() {
-    local i bin="$BIN_DIR/stock-node"
+    local i opt bin="$BIN_DIR/stock-node"
+    local -a extra=()
+    for opt in ${NODE_OPTS[@]+"${NODE_OPTS[@]}"}; do
+        extra+=(-o "$opt")
+    done
     for ((i = 1; i <= NODES; i++)); do
         if is_running "node-$i" "$bin"; then
             continue
@@ -317,7 +331,8 @@ start_nodes() {
             -o "node.count=$NODES" \
             -o "node.listen=$(node_url "$i")" \
             -o "redis.seeds=$ENV_REDIS_SEED" \
-            -o "ship.sync_urls=$(join_urls syncd_url "$WORKERS")"
+            -o "ship.sync_urls=$(join_urls syncd_url "$WORKERS")" \
+            ${extra[@]+"${extra[@]}"}
     done
 }
 

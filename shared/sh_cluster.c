@@ -33,6 +33,7 @@
 #include "sh_log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +46,11 @@
 #define CL_HOST_BYTES      256                            /* host name or address, NUL included */
 #define CL_SHA_CHARS       40                             /* hex sha1 of a script */
 #define CL_SENDS_MAX       (1 + SH_CLUSTER_REDIRECTS_MAX) /* first send + hops */
-#define CL_BACKOFF_MS_MIN  20  /* first back-off after TRYAGAIN / I/O failure */
-#define CL_BACKOFF_MS_MAX  500 /* back-off doubles up to this */
-#define CL_BUDGET_TIMEOUTS 2   /* a command's retries stop after this many timeouts */
+#define CL_BACKOFF_MS_MIN  20    /* first back-off after TRYAGAIN / I/O failure */
+#define CL_BACKOFF_MS_MAX  500   /* back-off doubles up to this */
+#define CL_BUDGET_TIMEOUTS 2     /* a command's retries stop after this many timeouts */
+#define CL_BKEY_BYTES      24    /* "{sh:b:K}" and its NUL */
+#define CL_BKEY_TRIES      65536 /* tags tried to find one on a node's slots */
 
 _Static_assert(SH_CLUSTER_NODES_MAX <= INT16_MAX, "node indices fit the int16_t slot map");
 _Static_assert(SH_CLUSTER_SLOTS == 16384, "CRC16 & 16383 gives the slot");
@@ -63,9 +66,14 @@ typedef struct cl_addr {
 typedef struct cl_node {
     bool in_use;
     bool master;
-    bool lost; /* its last connection died: the next connect is a reconnect */
+    bool lost;  /* its last connection died: the next connect is a reconnect */
+    bool wrote; /* a command went to it since the last barrier (reads count too) */
     cl_addr addr;
-    redisContext *ctx; /* NULL until first use or after it died */
+    redisContext *ctx;    /* NULL until first use or after it died */
+    uint64_t barrier_gen; /* the barrier that last looked at it */
+    sh_cluster_barrier_state barrier;
+    uint8_t bkey_len; /* its barrier key, a tag on one of its slots; 0 unknown */
+    char bkey[CL_BKEY_BYTES];
 } cl_node;
 
 typedef struct cl_script {
@@ -94,6 +102,7 @@ struct sh_cluster {
     int script_count;
     cl_script scripts[SH_CLUSTER_SCRIPTS_MAX];
     sh_cluster_stats stats;
+    uint64_t barrier_gen; /* barriers run (sh_cluster_barrier) */
     cl_map scratch;
 };
 
@@ -978,6 +987,7 @@ static sh_err cl_send(sh_cluster *c, int i, bool asking, const cl_req *req, redi
     redisContext *ctx = c->nodes[i].ctx;
     SH_ASSERT(ctx != NULL && out != NULL);
     SH_ASSERT(sdslen(ctx->obuf) == 0);
+    c->nodes[i].wrote = true;
     void *r = NULL;
     *out = NULL;
     bool wrote = false;
@@ -1391,6 +1401,7 @@ static void cl_pipe_append(sh_cluster *c, sh_cluster_cmd *cmds, cl_entry *ents, 
             continue;
         }
         pn[e->node].used = true;
+        c->nodes[e->node].wrote = true;
         e->phase = CL_P_SENT;
     }
 }
@@ -1521,6 +1532,145 @@ sh_err sh_cluster_pipeline(sh_cluster *c, sh_cluster_cmd *cmds, size_t n)
         }
     }
     return SH_OK;
+}
+
+/* ==== replication barrier ================================================== */
+
+/* A key on one of node i's slots ("{sh:b:K}", the first K that lands there),
+ * kept until the map moves its slot. false when none is found. */
+static bool cl_barrier_key(sh_cluster *c, int i)
+{
+    cl_node *n = &c->nodes[i];
+    if (n->bkey_len > 0 && c->slots[sh_cluster_slot(n->bkey, n->bkey_len)] == i) {
+        return true;
+    }
+    for (unsigned k = 0; k < CL_BKEY_TRIES; k++) {
+        int len = snprintf(n->bkey, sizeof n->bkey, "{sh:b:%u}", k);
+        SH_ASSERT(len > 0 && (size_t)len < sizeof n->bkey);
+        if (c->slots[sh_cluster_slot(n->bkey, (size_t)len)] == i) {
+            n->bkey_len = (uint8_t)len;
+            return true;
+        }
+    }
+    n->bkey_len = 0;
+    return false;
+}
+
+/* Whether a ROLE reply names a master with no replica attached. */
+static bool cl_role_alone(const redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+           r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0 &&
+           r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements == 0;
+}
+
+sh_err sh_cluster_barrier(sh_cluster *c, int replicas, uint32_t wait_ms, int *failed_out)
+{
+    SH_ASSERT(c != NULL && failed_out != NULL && replicas >= 1);
+    SH_ASSERT(wait_ms >= 1 && wait_ms < c->timeout_ms);
+    *failed_out = 0;
+    uint64_t gen = ++c->barrier_gen;
+    bool owns[SH_CLUSTER_NODES_MAX];
+    (void)cl_owners(c, owns);
+    int idx[SH_CLUSTER_NODES_MAX];
+    int n = 0;
+    for (int i = 0; i < SH_CLUSTER_NODES_MAX; i++) {
+        cl_node *nd = &c->nodes[i];
+        if (!nd->in_use || !nd->wrote) {
+            continue;
+        }
+        nd->barrier_gen = gen;
+        nd->wrote = false;
+        if (!owns[i] || !cl_barrier_key(c, i)) {
+            nd->barrier = SH_CLUSTER_B_FAILED; /* written to, yet no longer a master */
+            (*failed_out)++;
+            continue;
+        }
+        idx[n++] = i;
+    }
+    if (n == 0) {
+        return *failed_out == 0 ? SH_OK : SH_ETIMEDOUT;
+    }
+    /* SET then WAIT on each node, pipelined: the SET moves this connection's
+     * replication offset to the master's current one, so WAIT confirms every
+     * write the master took before it, whichever connection sent them (a
+     * reconnect in the middle of a round included). */
+    char gen_s[24], n_s[16], ms_s[16];
+    snprintf(gen_s, sizeof gen_s, "%" PRIu64, gen);
+    snprintf(n_s, sizeof n_s, "%d", replicas);
+    snprintf(ms_s, sizeof ms_s, "%" PRIu32, wait_ms);
+    const char *argv[SH_CLUSTER_NODES_MAX][3];
+    size_t lens[SH_CLUSTER_NODES_MAX][3];
+    const char *wargv[3] = {"WAIT", n_s, ms_s};
+    const size_t wlens[3] = {4, strlen(n_s), strlen(ms_s)};
+    sh_cluster_cmd cmds[2 * SH_CLUSTER_NODES_MAX];
+    memset(cmds, 0, sizeof cmds);
+    for (int k = 0; k < n; k++) {
+        cl_node *nd = &c->nodes[idx[k]];
+        argv[k][0] = "SET";
+        argv[k][1] = nd->bkey;
+        argv[k][2] = gen_s;
+        lens[k][0] = 3;
+        lens[k][1] = nd->bkey_len;
+        lens[k][2] = strlen(gen_s);
+        cmds[2 * k] = (sh_cluster_cmd){nd->bkey, nd->bkey_len, 3, argv[k], lens[k], NULL, SH_OK};
+        cmds[2 * k + 1] = (sh_cluster_cmd){nd->bkey, nd->bkey_len, 3, wargv, wlens, NULL, SH_OK};
+    }
+    (void)sh_cluster_pipeline(c, cmds, (size_t)(2 * n));
+    sh_cluster_cmd roles[SH_CLUSTER_NODES_MAX];
+    const char *rargv[1] = {"ROLE"};
+    const size_t rlens[1] = {4};
+    int nroles = 0, ridx[SH_CLUSTER_NODES_MAX];
+    for (int k = 0; k < n; k++) {
+        cl_node *nd = &c->nodes[idx[k]];
+        const redisReply *set = cmds[2 * k].reply, *w = cmds[2 * k + 1].reply;
+        bool set_ok = cmds[2 * k].rc == SH_OK && set->type == REDIS_REPLY_STATUS;
+        bool acked =
+            cmds[2 * k + 1].rc == SH_OK && w->type == REDIS_REPLY_INTEGER && w->integer >= replicas;
+        if (set_ok && acked) {
+            nd->barrier = SH_CLUSTER_B_OK;
+        } else if (set_ok && cmds[2 * k + 1].rc == SH_OK && w->type == REDIS_REPLY_INTEGER) {
+            /* Too few replicas in time: lagging, or none attached (ROLE says). */
+            nd->barrier = SH_CLUSTER_B_LAG;
+            roles[nroles] = (sh_cluster_cmd){nd->bkey, nd->bkey_len, 1, rargv, rlens, NULL, SH_OK};
+            ridx[nroles++] = idx[k];
+        } else {
+            nd->barrier = SH_CLUSTER_B_FAILED;
+        }
+        *failed_out += nd->barrier != SH_CLUSTER_B_OK;
+    }
+    for (int k = 0; k < 2 * n; k++) {
+        if (cmds[k].reply != NULL) {
+            freeReplyObject(cmds[k].reply);
+        }
+    }
+    if (nroles > 0) {
+        (void)sh_cluster_pipeline(c, roles, (size_t)nroles);
+        for (int k = 0; k < nroles; k++) {
+            if (roles[k].rc == SH_OK && cl_role_alone(roles[k].reply)) {
+                c->nodes[ridx[k]].barrier = SH_CLUSTER_B_NO_REPLICA;
+            }
+            if (roles[k].reply != NULL) {
+                freeReplyObject(roles[k].reply);
+            }
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        c->nodes[idx[k]].wrote = false; /* the barrier's own SET and ROLE are covered */
+    }
+    c->stats.barriers++;
+    c->stats.barrier_failures += (uint64_t)*failed_out;
+    return *failed_out == 0 ? SH_OK : SH_ETIMEDOUT;
+}
+
+sh_cluster_barrier_state sh_cluster_barrier_of(const sh_cluster *c, const char *key, size_t len)
+{
+    SH_ASSERT(c != NULL && key != NULL);
+    int i = c->slots[sh_cluster_slot(key, len)];
+    if (i < 0 || c->barrier_gen == 0 || c->nodes[i].barrier_gen != c->barrier_gen) {
+        return SH_CLUSTER_B_FAILED; /* not in the last barrier: nothing confirms it */
+    }
+    return c->nodes[i].barrier;
 }
 
 /* ==== introspection ======================================================== */

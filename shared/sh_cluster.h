@@ -45,17 +45,27 @@
 
 typedef struct sh_cluster sh_cluster;
 
+/* What the last replication barrier (sh_cluster_barrier) found on a master. */
+typedef enum sh_cluster_barrier_state {
+    SH_CLUSTER_B_OK = 0,         /* enough replicas hold every write it took before */
+    SH_CLUSTER_B_LAG = 1,        /* replicas attached, but too few acked in time */
+    SH_CLUSTER_B_NO_REPLICA = 2, /* no replica attached */
+    SH_CLUSTER_B_FAILED = 3,     /* no answer, not a master any more, or not in the barrier */
+} sh_cluster_barrier_state;
+
 /* Counters since open; all monotonic. */
 typedef struct sh_cluster_stats {
-    uint64_t commands;       /* commands submitted by callers (pipeline: one per entry) */
-    uint64_t moved;          /* MOVED replies followed */
-    uint64_t ask;            /* ASK replies followed */
-    uint64_t tryagain;       /* TRYAGAIN, CLUSTERDOWN, READONLY, LOADING, MASTERDOWN */
-    uint64_t refreshes;      /* slot maps read with CLUSTER SLOTS (open included) */
-    uint64_t reconnects;     /* connections opened to a node whose earlier one died */
-    uint64_t noscript_loads; /* SCRIPT LOADs run after a NOSCRIPT reply */
-    uint64_t io_errors;      /* failed connects, writes, reads, timeouts, stale connections */
-    uint64_t unknown;        /* commands whose outcome is unknown (SH_EUNKNOWN) */
+    uint64_t commands;         /* commands submitted by callers (pipeline: one per entry) */
+    uint64_t moved;            /* MOVED replies followed */
+    uint64_t ask;              /* ASK replies followed */
+    uint64_t tryagain;         /* TRYAGAIN, CLUSTERDOWN, READONLY, LOADING, MASTERDOWN */
+    uint64_t refreshes;        /* slot maps read with CLUSTER SLOTS (open included) */
+    uint64_t reconnects;       /* connections opened to a node whose earlier one died */
+    uint64_t noscript_loads;   /* SCRIPT LOADs run after a NOSCRIPT reply */
+    uint64_t io_errors;        /* failed connects, writes, reads, timeouts, stale connections */
+    uint64_t barriers;         /* sh_cluster_barrier calls that had masters to confirm */
+    uint64_t barrier_failures; /* masters a barrier could not confirm */
+    uint64_t unknown;          /* commands whose outcome is unknown (SH_EUNKNOWN) */
 } sh_cluster_stats;
 
 /* One entry of a pipeline. The caller fills route_key..argvlen; the router
@@ -163,6 +173,24 @@ sh_err sh_cluster_slot_owner(const sh_cluster *c, uint16_t slot, char *addr, siz
  * (it may have run). The connection is reopened next time. */
 sh_err sh_cluster_node_command(sh_cluster *c, const char *addr, int argc, const char **argv,
                                const size_t *argvlen, redisReply **reply_out);
+
+/* Replication barrier (DESIGN.md 5b, durability = replica). On every master
+ * this router sent a command to since the last barrier, runs SET of a key on
+ * one of its slots followed by WAIT replicas wait_ms, all pipelined (one round
+ * trip per master, the masters in parallel): the SET brings the connection's
+ * replication offset to the master's, so a confirmed WAIT means that at least
+ * `replicas` replicas hold every write that master had taken, from any
+ * connection. Masters that acked too few are asked ROLE, to tell a lagging
+ * replica from none attached. *failed_out gets the masters not confirmed;
+ * SH_OK when there are none, else SH_ETIMEDOUT. wait_ms must be below the
+ * router's timeout. sh_cluster_barrier_of tells, per key, what the barrier
+ * found on the master owning the key's slot. */
+sh_err sh_cluster_barrier(sh_cluster *c, int replicas, uint32_t wait_ms, int *failed_out);
+
+/* What the last barrier found on the master owning key's slot;
+ * SH_CLUSTER_B_FAILED when that master was not part of it (nothing was sent
+ * to it since the barrier before, or the slot moved since). */
+sh_cluster_barrier_state sh_cluster_barrier_of(const sh_cluster *c, const char *key, size_t len);
 
 /* Copies the counters into *out. */
 void sh_cluster_stats_get(const sh_cluster *c, sh_cluster_stats *out);

@@ -53,6 +53,8 @@
 #define SH_CLUSTER_REFRESH_MS_MIN     100   /* map refreshes at most this often */
 #define SH_CLUSTER_SCRIPTS_MAX        16    /* scripts a router loads on every master */
 #define SH_CLUSTER_ARGS_MAX           65536 /* arguments of one command */
+#define SH_DURABLE_WAIT_MS_MIN        1     /* deduct.wait_timeout_ms: WAIT for a replica, ms */
+#define SH_DURABLE_WAIT_MS_MAX        10000 /* ... below every Redis timeout it runs under */
 
 /* ---- leases (sh_lease) ---------------------------------------------------- */
 #define SH_LEASE_TTL_MS_MIN      300    /* renewals every ttl/3: >= 100 ms apart */
