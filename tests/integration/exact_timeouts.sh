@@ -60,6 +60,20 @@ held_by() {
     esac
 }
 
+# slot_owner KEY: the port of the master that owns KEY's slot (the others
+# answer MOVED), whether or not KEY exists.
+slot_owner() {
+    local p
+    for p in $REDIS_PORTS; do
+        if [ "$(timeout 5 redis-cli -p "$p" ROLE | head -1)" = master ] &&
+            ! timeout 5 redis-cli -p "$p" GET "$1" | grep -q '^MOVED'; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no master owns the slot of $1"
+}
+
 # st SKU P: the state hash of partition P.
 st() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:st"; }
 
@@ -79,7 +93,10 @@ conserved() {
         "$total" $((avail + pend + held + ded))
 }
 
-t_start_daemons --nodes 1
+# The scheduler's lease key lives on one of the masters this test puts to
+# sleep for up to 4.5 s: a lease that outlives that, and a restart that takes
+# it over after 1 s instead of waiting for it to expire.
+t_start_daemons --nodes 1 --scheduler-opt lease.ttl_ms=20000 --scheduler-opt lease.wait_ms=1000
 
 # ---- 1. slow partition master, per-user limit 1 ----------------------------------------
 sku=$(t_sku slowpart)
@@ -155,6 +172,8 @@ say "the order of 25 answered $T_STATUS: $T_BODY"
 [ "$T_STATUS" = 200 ] || [ "$T_STATUS" = 503 ] ||
     fail "order of 25 while the pool master is paused: expected 200 or 503, got $T_STATUS $T_BODY"
 sleep 3.5 # the pause ends at 2.6 s; the pool's retry timer runs every 500 ms
+grep -q "grant begin in doubt sku=$sku " "$T_DIR/scheduler.log" ||
+    fail "the grant did not meet the pause (no 'grant begin in doubt' in the log)"
 assert_eq "journal after the retry" 0 "$(t_rcli HLEN "{s:$sku}:jrnl")"
 assert_eq "pool after the retry" 0 "$(t_redis_pool "$sku" avail)"
 conserved "$sku" $TOTAL
@@ -185,15 +204,26 @@ for attempt in 1 2 3 4 5 6 7 8; do
     [ "$pp" != "$pm" ] && break
 done
 [ "$pp" != "$pm" ] || fail "every SKU's pool landed on its partition's master"
+# ... and so must the order's claim.
+for k in $(seq 1 30); do
+    order="refill-$k"
+    [ "$(slot_owner "{o:$sku:$order}")" != "$pp" ] && break
+done
 assert_eq "pool after the first two chunks" 20 "$(t_redis_pool "$sku" avail)"
 say "pool master on port $pp (partition's on $pm): DEBUG SLEEP 2.6, then an order that empties the active sub-domain"
+# One unit first, so the node has the SKU's layout (it reads it from the pool
+# hash the first time) before the pool's master sleeps.
+t_deduct "$sku" warm-1 uw 1
+t_expect "a first unit" 200
 timeout 10 redis-cli -p "$pp" DEBUG SLEEP 2.6 >/dev/null &
 sleeper=$!
 sleep 0.2
-t_deduct "$sku" refill-1 ur 10
-t_expect "the order of 10 (its refill then meets the sleeping pool master)" 200
+t_deduct "$sku" "$order" ur 9
+t_expect "the order of 9 that empties the active sub-domain (its refill meets the sleep)" 200
 wait "$sleeper" || true
 sleep 1.5 # the pool's retry timer runs every 500 ms
+grep -q "grant begin in doubt sku=$sku " "$T_DIR/scheduler.log" ||
+    fail "the refill's GRANT_BEGIN did not meet the sleep (no 'grant begin in doubt' in the log)"
 assert_eq "journal after the retry" 0 "$(t_rcli HLEN "{s:$sku}:jrnl")"
 assert_eq "pool after one refill of 10" 10 "$(t_redis_pool "$sku" avail)"
 conserved "$sku" 40
