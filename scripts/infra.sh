@@ -58,6 +58,10 @@ REDIS_NODE_TIMEOUT_MS=${INFRA_REDIS_NODE_TIMEOUT_MS:-5000}
 
 # mariadbd lives in /usr/sbin, which a non-root PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
+# The mariadb client prefers these to --socket and -h/-P defaults; a caller
+# that sourced another infrastructure's infra.env (a test building a cluster
+# of its own) must not point ours at that one's server.
+unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD
 
 # Set by parse_args.
 CMD=""

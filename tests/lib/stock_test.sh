@@ -126,7 +126,11 @@ t_cleanup() {
 t_start_daemons() {
     t_require_infra
     T_DIR=$(mktemp -d /tmp/stock-t-XXXXXX)
-    trap t_cleanup EXIT
+    if [ ${#T_EXIT_HOOKS[@]} -gt 0 ]; then
+        trap t_run_exit_hooks EXIT # hooks set before the daemons still run
+    else
+        trap t_cleanup EXIT
+    fi
     trap 'exit 130' INT TERM
     T_HTTP_PORT=$(t_pick_port)
     say "daemons in $T_DIR, http port $T_HTTP_PORT"
