@@ -948,6 +948,22 @@ static void pr_round_b_read(pn_round *r, const sh_wire_item *items, const bool *
         sh_cluster_cmd *c = &r->cmds[call->cmd];
         pr_heal_noscript(r, c, r->sid_deduct, 3);
         const sh_wire_item *first = &items[r->keys[call->first].idx];
+        if (c->rc == SH_OK && c->reply->type == REDIS_REPLY_ERROR && c->reply->len >= 8 &&
+            memcmp(c->reply->str, "DIVERGED", 8) == 0) {
+            /* The partition diverged from MySQL (DIVERGE): the script refused
+             * before writing anything, so no item was deducted here. */
+            pr_log_once(r, PR_LOG_SCRIPT, "deduct script", first, c);
+            for (uint32_t j = 0; j < call->n; j++) {
+                uint32_t i = r->keys[call->first + j].idx;
+                pr_item *it = &r->it[i];
+                it->answered = true;
+                it->status = SH_ITEM_MOVED; /* not held: round C gives its entry back */
+                res[i].partition = it->part;
+                res[i].flags = SH_WIRE_RES_F_DIVERGED;
+                pr_finish(it, &res[i], SH_WIRE_OUT_UNAVAILABLE);
+            }
+            continue;
+        }
         pr_head head;
         if (c->rc != SH_OK || !pr_reply_ok(r, call, c->reply, items, release, &head)) {
             /* Still no answer: its items' fate is unknown to us; the sweep

@@ -101,6 +101,7 @@ typedef struct ps_part {
     uint64_t retry_at_ms;  /* monotonic: nothing is sent before; 0 none */
     uint32_t backoff_ms;   /* the current resend delay; 0 after a success */
     uint64_t warned_ms;    /* monotonic: last data-error line of this partition */
+    bool diverged;         /* Redis and MySQL disagree: nothing shipped until reconciled */
 } ps_part;
 
 typedef struct ps_sku {
@@ -138,6 +139,8 @@ typedef struct ps_stats {
     uint64_t failures;     /* requests without an ack (timeout, transport, error ack) */
     uint64_t queries;      /* synced_seq questions answered */
     uint64_t unreplicated; /* batches held back: no replica confirmed them yet */
+    uint64_t diverged;     /* partitions found diverged (marked in Redis) */
+    uint64_t rewinds;      /* Redis's ack went back (a failover): shipped again to verify */
     sh_hist batch_details;
     sh_hist lag_ms; /* ack time - created_ms of the batch's oldest detail */
 } ps_stats;
@@ -172,8 +175,9 @@ struct pn_ship {
     size_t wire_cap;
     /* Poll pipeline scratch, PS_POLL_CMDS_MAX each. */
     char (*keys)[SH_STOCK_KEY_BYTES_MAX];
-    const char *(*argv)[3];
-    size_t (*argvlen)[3];
+    const char *(*argv)[4];
+    size_t (*argvlen)[4];
+    int sid_diverge;
     sh_cluster_cmd *cmds;
     uint64_t next_poll_ms, next_discover_ms, next_stats_ms;
     uint64_t warn_ms[PS_W_COUNT_];
@@ -310,9 +314,12 @@ static void ps_trim(pn_ship *s, const ps_ref *r, uint64_t now)
     const size_t xlen[4] = {5, dlen, 5, (size_t)mlen};
     const char *hargv[4] = {"HSET", st, "ack", ack};
     const size_t hlen[4] = {4, stlen, 3, (size_t)alen};
+    /* `ack` first: the two replicate in this order, so a replica never holds
+     * a stream trimmed past its `ack` (a failover then rewinds the shipper to
+     * `ack` and re-reads what follows, which must still be there). */
     sh_cluster_cmd cmds[2] = {
-        {.route_key = dk, .route_len = dlen, .argc = 4, .argv = xargv, .argvlen = xlen},
         {.route_key = st, .route_len = stlen, .argc = 4, .argv = hargv, .argvlen = hlen},
+        {.route_key = dk, .route_len = dlen, .argc = 4, .argv = xargv, .argvlen = xlen},
     };
     (void)sh_cluster_pipeline(s->router, cmds, 2);
     bool ok = true;
@@ -361,6 +368,9 @@ static bool ps_read_state(pn_ship *s, const ps_ref *r, uint64_t *seq, uint64_t *
     return ok;
 }
 
+static void ps_diverged(pn_ship *s, const ps_ref *r, const char *why, uint64_t seq,
+                        const char *detail);
+
 /* The worker's synced_seq is S. What may be trimmed is min(S, seq): never past
  * what Redis holds, even when MySQL claims more (Redis lost writes: loud). */
 static void ps_set_trim_want(pn_ship *s, const ps_ref *r, uint64_t synced, uint64_t now)
@@ -377,13 +387,12 @@ static void ps_set_trim_want(pn_ship *s, const ps_ref *r, uint64_t synced, uint6
         }
         if (synced > p->seq) {
             s->st.errors++;
-            if (ps_part_may_log(p, now)) {
-                SH_ERROR(PS_MOD,
-                         "MySQL is ahead of Redis sku=%s partition=%u synced_seq=%" PRIu64
-                         " redis_seq=%" PRIu64 ": Redis lost details; not trimming past seq",
-                         r->sku->id, p->index, synced, p->seq);
-            }
+            char detail[96];
+            snprintf(detail, sizeof detail, "redis seq %" PRIu64 " below MySQL synced_seq %" PRIu64,
+                     p->seq, synced);
+            ps_diverged(s, r, "mysql_ahead", p->seq, detail);
             want = p->seq;
+            (void)now;
         }
     }
     if (want > p->trim_want) {
@@ -565,22 +574,92 @@ static void ps_discover(pn_ship *s, uint64_t now)
 
 /* ==== the seq poll ============================================================ */
 
-/* HGET st seq of every owned partition, PS_POLL_CMDS_MAX per pipeline. */
+/* Marks r's partition diverged in Redis (DIVERGE: DEDUCT refuses it from then
+ * on, the scheduler routes around it, the audit names it) and stops shipping
+ * it. Logged as an error once. */
+static void ps_diverged(pn_ship *s, const ps_ref *r, const char *why, uint64_t seq,
+                        const char *detail)
+{
+    ps_part *p = r->part;
+    if (p->diverged) {
+        return;
+    }
+    char st[SH_STOCK_KEY_BYTES_MAX], seq_s[24];
+    size_t stlen = ps_key(st, r, 's');
+    snprintf(seq_s, sizeof seq_s, "%" PRIu64, seq);
+    const char *keys[1] = {st};
+    const size_t klen[1] = {stlen};
+    const char *args[3] = {why, seq_s, detail};
+    const size_t alen[3] = {strlen(why), strlen(seq_s), strlen(detail)};
+    redisReply *rep = NULL;
+    sh_err rc = sh_cluster_evalsha(s->router, s->sid_diverge, 1, keys, klen, 3, args, alen, &rep);
+    bool ok = rc == SH_OK && rep->type == REDIS_REPLY_INTEGER;
+    if (rep != NULL) {
+        freeReplyObject(rep);
+    }
+    if (!ok) {
+        s->st.errors++;
+        ps_warn(s, PS_W_REDIS, "cannot mark diverged sku=%s partition=%u err=%s: trying again",
+                r->sku->id, p->index, sh_strerror(rc == SH_OK ? SH_EPROTO : rc));
+        return; /* p->diverged stays false: the next check marks it again */
+    }
+    p->diverged = true;
+    s->st.diverged++;
+    SH_ERROR(PS_MOD,
+             "partition diverged from MySQL sku=%s partition=%u why=%s seq=%" PRIu64
+             " detail=\"%s\": it takes no deduction until `stockctl partition reconcile`",
+             r->sku->id, p->index, why, seq, detail);
+}
+
+/* What one poll read of a partition says: seq below what MySQL holds means
+ * Redis lost details MySQL has (a failover to a replica that lacked them):
+ * diverged. An `ack` below what this shipper wrote means Redis lost writes
+ * too, and the seqs after it may have been handed to other orders since: the
+ * shipper goes back and ships from there, and the worker compares every
+ * detail at or below its synced_seq with what it holds (SH_EDIVERGED). */
+static void ps_check_seq(pn_ship *s, const ps_ref *r, uint64_t seq, uint64_t ack, uint64_t now)
+{
+    ps_part *p = r->part;
+    if (p->known && !p->diverged && seq < p->acked_seq) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "redis seq %" PRIu64 " below MySQL synced_seq %" PRIu64,
+                 seq, p->acked_seq);
+        ps_diverged(s, r, "mysql_ahead", seq, detail);
+    }
+    if (p->known && !p->busy && ack < p->trimmed_seq) {
+        s->st.rewinds++;
+        SH_WARN(PS_MOD,
+                "Redis's ack went back sku=%s partition=%u ack=%" PRIu64 " written=%" PRIu64
+                ": shipping again from there to verify",
+                r->sku->id, p->index, ack, p->trimmed_seq);
+        p->acked_seq = ack;
+        p->trimmed_seq = ack;
+        p->trim_want = ack;
+        p->resend_last = 0;
+        p->last_ship_ms = 0; /* due now */
+        (void)now;
+    }
+    p->seq = seq;
+}
+
+/* HMGET st seq ack of every owned partition, PS_POLL_CMDS_MAX per pipeline. */
 static void ps_poll(pn_ship *s)
 {
     for (size_t from = 0; from < s->nrefs; from += PS_POLL_CMDS_MAX) {
         size_t n = s->nrefs - from < PS_POLL_CMDS_MAX ? s->nrefs - from : PS_POLL_CMDS_MAX;
         for (size_t i = 0; i < n; i++) {
             size_t klen = ps_key(s->keys[i], &s->refs[from + i], 's');
-            s->argv[i][0] = "HGET";
+            s->argv[i][0] = "HMGET";
             s->argv[i][1] = s->keys[i];
             s->argv[i][2] = "seq";
-            s->argvlen[i][0] = 4;
+            s->argv[i][3] = "ack";
+            s->argvlen[i][0] = 5;
             s->argvlen[i][1] = klen;
             s->argvlen[i][2] = 3;
+            s->argvlen[i][3] = 3;
             s->cmds[i] = (sh_cluster_cmd){.route_key = s->keys[i],
                                           .route_len = klen,
-                                          .argc = 3,
+                                          .argc = 4,
                                           .argv = s->argv[i],
                                           .argvlen = s->argvlen[i]};
         }
@@ -588,9 +667,15 @@ static void ps_poll(pn_ship *s)
         for (size_t i = 0; i < n; i++) {
             sh_cluster_cmd *c = &s->cmds[i];
             ps_ref *r = &s->refs[from + i];
-            uint64_t seq = 0;
-            if (c->rc == SH_OK && ps_reply_u64(c->reply, &seq)) {
-                r->part->seq = seq;
+            uint64_t seq = 0, ack = 0;
+            const redisReply *rep = c->rc == SH_OK ? c->reply : NULL;
+            if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                ps_reply_u64(rep->element[0], &seq)) {
+                if (rep->element[1]->type != REDIS_REPLY_NIL &&
+                    !ps_reply_u64(rep->element[1], &ack)) {
+                    ack = 0;
+                }
+                ps_check_seq(s, r, seq, ack, ps_now_ms());
             } else {
                 s->st.errors++;
                 ps_warn(s, PS_W_REDIS, "cannot read seq sku=%s partition=%u err=%s", r->sku->id,
@@ -972,6 +1057,9 @@ static void ps_query(pn_ship *s, const ps_ref *r, uint64_t now)
  * to be sent again. */
 static bool ps_due(const pn_ship *s, const ps_part *p, uint64_t now)
 {
+    if (p->diverged) {
+        return false;
+    }
     if (p->resend_last != 0) {
         return true;
     }
@@ -993,6 +1081,9 @@ static void ps_schedule(pn_ship *s, uint64_t now)
         ps_part *p = r->part;
         if (p->busy || (p->retry_at_ms != 0 && now < p->retry_at_ms)) {
             continue;
+        }
+        if (p->diverged) {
+            continue; /* nothing trimmed or shipped until reconciled */
         }
         if (p->known && p->trimmed_seq < p->trim_want) {
             ps_trim(s, r, now);
@@ -1042,14 +1133,23 @@ static void ps_learned(pn_ship *s, const ps_ref *r, uint64_t synced, uint64_t no
     }
     s->st.queries++;
     p->known = true;
-    p->acked_seq = synced;
+    /* Ship from what the stream says was trimmed, not from synced_seq: the
+     * details in (ack, synced] are shipped again and the worker compares them
+     * with what it holds (a node killed between an ack and its trim finds them
+     * equal; Redis after a failover that lost them may hold other orders at
+     * those seqs: SH_EDIVERGED). Nothing is trimmed before that. */
+    p->acked_seq = ack < synced ? ack : synced;
     p->seq = seq;
     p->resend_last = 0;
     p->last_ship_ms = now;
-    /* What the stream says is trimmed; trim more only up to min(synced, seq). */
     p->trimmed_seq = ack;
     p->trim_want = ack;
-    ps_set_trim_want(s, r, synced, now);
+    if (synced > seq) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "redis seq %" PRIu64 " below MySQL synced_seq %" PRIu64,
+                 seq, synced);
+        ps_diverged(s, r, "mysql_ahead", seq, detail);
+    }
     ps_succeeded(p);
     if (synced != ack && !p->stalled) { /* e.g. a node killed between an ack and its trim */
         SH_INFO(PS_MOD,
@@ -1121,6 +1221,10 @@ static void ps_complete(pn_ship *s, const pn_synclink_done *d, uint64_t now)
         ps_acked(s, &r, &slot, ack.synced_seq, now);
         return;
     }
+    if (ack.status == SH_EDIVERGED) {
+        ps_diverged(s, &r, "identity", slot.first_seq, ack.message);
+        return;
+    }
     if (ack.status == SH_EINVAL && ack.synced_seq < slot.first_seq - 1) {
         /* A gap: the worker is behind what we took as acked. Ask it again. */
         s->st.errors++;
@@ -1156,13 +1260,14 @@ static void ps_log_stats(pn_ship *s, const char *when)
     SH_INFO(PS_MOD,
             "%s ship_batches=%" PRIu64 " ship_details=%" PRIu64 " ship_resends=%" PRIu64
             " ship_trims=%" PRIu64 " ship_errors=%" PRIu64 " ship_failures=%" PRIu64
-            " ship_queries=%" PRIu64 " ship_unreplicated=%" PRIu64 " batch_p50=%" PRIu64
-            " batch_p99=%" PRIu64 " batch_max=%" PRIu64 " lag_p50_ms=%" PRIu64
-            " lag_p99_ms=%" PRIu64 " lag_max_ms=%" PRIu64
-            " skus=%zu partitions=%zu unknown=%zu pending=%" PRIu64 " in_flight=%d",
+            " ship_queries=%" PRIu64 " ship_unreplicated=%" PRIu64 " ship_diverged=%" PRIu64
+            " ship_rewinds=%" PRIu64 " batch_p50=%" PRIu64 " batch_p99=%" PRIu64
+            " batch_max=%" PRIu64 " lag_p50_ms=%" PRIu64 " lag_p99_ms=%" PRIu64
+            " lag_max_ms=%" PRIu64 " skus=%zu partitions=%zu unknown=%zu pending=%" PRIu64
+            " in_flight=%d",
             when, s->st.batches, s->st.details, s->st.resends, s->st.trims, s->st.errors,
-            s->st.failures, s->st.queries, s->st.unreplicated, b.p50, b.p99, b.max, l.p50, l.p99,
-            l.max, s->nskus, s->nrefs, unknown, pending, s->busy_slots);
+            s->st.failures, s->st.queries, s->st.unreplicated, s->st.diverged, s->st.rewinds, b.p50,
+            b.p99, b.max, l.p50, l.p99, l.max, s->nskus, s->nrefs, unknown, pending, s->busy_slots);
 }
 
 /* Every PN_SHIP_STATS_INTERVAL_MS: a summary line when something happened. */
@@ -1296,6 +1401,12 @@ sh_err pn_ship_start(pn_ship **out, const pn_config *cfg)
     if (rc != SH_OK) {
         SH_ERROR(PS_MOD, "cannot open Redis Cluster seeds=%s err=%s", cfg->redis_seeds,
                  sh_strerror(rc));
+        ps_free(s);
+        return rc;
+    }
+    rc = sh_cluster_script_add(s->router, sh_stock_script_text(SH_SCRIPT_DIVERGE), &s->sid_diverge);
+    if (rc != SH_OK) {
+        SH_ERROR(PS_MOD, "cannot load the DIVERGE script err=%s", sh_strerror(rc));
         ps_free(s);
         return rc;
     }

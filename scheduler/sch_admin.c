@@ -246,7 +246,10 @@ static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag
     if (sch_admin_add_i64(o, "index", p->index) != 0 ||
         sch_admin_add_i64(o, "salt", p->salt) != 0 || sch_admin_add_i64(o, "node", p->node) != 0 ||
         sch_admin_add_fixed(o, "master", p->master, sizeof p->master) != 0 ||
-        cJSON_AddStringToObject(o, "state", p->closed ? "closed" : "open") == NULL ||
+        cJSON_AddStringToObject(o, "state",
+                                p->diverged ? "diverged"
+                                : p->closed ? "closed"
+                                            : "open") == NULL ||
         sch_admin_add_i64(o, "active", p->active) != 0 || sch_admin_add_i64(o, "s0", p->s0) != 0 ||
         sch_admin_add_i64(o, "s1", p->s1) != 0 ||
         sch_admin_add_i64(o, "deducted", p->deducted) != 0 ||
@@ -845,6 +848,7 @@ enum {
     CHK_EXACTNESS,
     CHK_DETAILS_ONCE,
     CHK_NO_LOST_DETAIL,
+    CHK_NOT_DIVERGED,
     CHK_COUNT_
 };
 
@@ -858,6 +862,7 @@ static const struct {
     [CHK_EXACTNESS] = {"exactness", "exactness"},
     [CHK_DETAILS_ONCE] = {"details_once", "each detail once"},
     [CHK_NO_LOST_DETAIL] = {"no_lost_detail", "no lost detail"},
+    [CHK_NOT_DIVERGED] = {"not_diverged", "no diverged partition"},
 };
 
 /* One partition compared: Redis, MySQL, and what lies between. */
@@ -1007,6 +1012,13 @@ static void sch_audit_check(sch_audit_work *w)
     sch_chk_set(ps, CHK_NO_OVERSELL, au->no_oversell_ok ? CHK_OK : CHK_BROKEN,
                 "Redis %" PRId64 " %s total %" PRId64, au->deducted,
                 au->no_oversell_ok ? "<=" : ">", au->total);
+    if (au->diverged_part >= 0) {
+        sch_chk_set(ps, CHK_NOT_DIVERGED, CHK_BROKEN,
+                    "partition %d diverged from MySQL at seq %" PRId64 " (%s): reconcile it",
+                    au->diverged_part, au->diverged_seq, au->diverged_why);
+    } else {
+        sch_chk_set(ps, CHK_NOT_DIVERGED, CHK_OK, "%s", "");
+    }
     if (!ps->mysql_ok) {
         const char *why = w->mysql_why[0] ? w->mysql_why : "no sync worker link";
         sch_chk_set(ps, CHK_EXACTNESS, CHK_UNVERIFIED, "MySQL not verified: %s", why);

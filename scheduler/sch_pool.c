@@ -253,6 +253,7 @@ static int sch_pool_part_from_hash(sch_part *part, const redisReply *h)
     part->deducted = ded;
     part->seq = (uint64_t)seq;
     part->closed = state != NULL && strcmp(state, "closed") == 0;
+    part->diverged = state != NULL && strcmp(state, "diverged") == 0;
     part->flips = (uint64_t)flips;
     part->grants = (uint64_t)grants;
     return 0;
@@ -838,7 +839,7 @@ sh_err sch_pool_refill(sch_pool *p, sch_sku *s, sch_part *part, int64_t *granted
 {
     SH_ASSERT(p != NULL && s != NULL && part != NULL && granted != NULL);
     *granted = 0;
-    if (part->closed) {
+    if (!sch_part_open(part)) {
         return SH_OK;
     }
     /* Only a standby that is empty gets a chunk: at most two chunks per partition. */
@@ -1070,7 +1071,10 @@ sh_err sch_pool_consolidate(sch_pool *p, sch_sku *s, uint32_t qty, int *part_out
     int64_t remaining = s->avail, best = -1;
     for (uint16_t i = 0; i < s->nparts; i++) {
         sch_part *pt = &s->parts[i];
-        if (pt->closed) {
+        if (!sch_part_open(pt)) {
+            if (pt->diverged) {
+                unsettled += pt->s0 + pt->s1; /* they wait for its reconcile */
+            }
             continue;
         }
         int64_t have = pt->s0 + pt->s1;
@@ -1089,7 +1093,7 @@ sh_err sch_pool_consolidate(sch_pool *p, sch_sku *s, uint32_t qty, int *part_out
     /* Take remnants back from the others until the pool covers what is missing. */
     for (uint16_t i = 0; i < s->nparts && need > 0 && s->avail < need; i++) {
         sch_part *pt = &s->parts[i];
-        if ((int)i == target || pt->closed || pt->s0 + pt->s1 == 0) {
+        if ((int)i == target || !sch_part_open(pt) || pt->s0 + pt->s1 == 0) {
             continue;
         }
         int64_t back = 0;

@@ -168,6 +168,12 @@ sch_sku *sch_registry_at(sch_registry *r, size_t i)
     return r->skus[i];
 }
 
+int sch_part_open(const sch_part *p)
+{
+    SH_ASSERT(p != NULL);
+    return !p->closed && !p->diverged;
+}
+
 int sch_part_pending(const sch_part *p)
 {
     SH_ASSERT(p != NULL);
@@ -190,7 +196,7 @@ int sch_registry_route(sch_sku *s, uint32_t qty, int skip)
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = (start + k) % n;
         const sch_part *p = &s->parts[i];
-        if ((int)i == skip || p->closed || sch_part_free(p) < (int64_t)qty) {
+        if ((int)i == skip || !sch_part_open(p) || sch_part_free(p) < (int64_t)qty) {
             continue;
         }
         s->rr = (i + 1) % n;

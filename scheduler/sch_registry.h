@@ -24,6 +24,7 @@ typedef struct sch_part {
     int64_t deducted;           /* last known net deducted, units */
     uint64_t seq;               /* last known detail seq */
     int closed;                 /* state == closed: not routed to */
+    int diverged;               /* state == diverged (Redis and MySQL disagree): not routed to */
     uint8_t flags;              /* last SH_PART_F_* seen */
     int64_t inflight_units;     /* units of deductions sent to it and not answered */
     uint64_t flips;             /* flips seen (from Redis at rebuild, then replies) */
@@ -70,6 +71,9 @@ sh_err sch_registry_add(sch_registry *r, const sch_sku *sku, sch_sku **out);
 sch_sku *sch_registry_find(sch_registry *r, const char *id, size_t len);
 size_t sch_registry_count(const sch_registry *r);
 sch_sku *sch_registry_at(sch_registry *r, size_t i);
+
+/* Whether the partition takes deductions and grants: neither closed nor diverged. */
+int sch_part_open(const sch_part *p);
 
 /* Whether the partition has pool work pending (a grant or return to finish). */
 int sch_part_pending(const sch_part *p);

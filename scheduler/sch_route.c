@@ -156,7 +156,13 @@ static void route_finish_unavailable(sch_route *r, route_slot *sl, const sh_wire
     if (sl->kind == SLOT_DEDUCT) {
         sh_hist_record(&r->latency_ns, sh_clock_mono_ns() - sl->start_ns);
     }
-    if ((res->flags & SH_WIRE_RES_F_NO_REPLICA) != 0) {
+    if ((res->flags & SH_WIRE_RES_F_DIVERGED) != 0) {
+        /* Routed around from now on; orders claimed there wait for its reconcile. */
+        sl->sku->parts[res->partition].diverged = 1;
+        sch_http_reply_error_reason(r->ctx, sl->req, 503, "unavailable", "diverged",
+                                    "the partition diverged from MySQL and waits for a "
+                                    "reconcile; retry");
+    } else if ((res->flags & SH_WIRE_RES_F_NO_REPLICA) != 0) {
         sch_http_reply_error_reason(r->ctx, sl->req, 503, "unavailable", "no_replica",
                                     "the partition's Redis master has no replica; retry");
     } else if ((res->flags & SH_WIRE_RES_F_NOT_REPLICATED) != 0) {
@@ -272,7 +278,7 @@ static int64_t route_standby_units(const sch_part *p)
 static void route_note_refill(sch_route *r, sch_sku *s, uint16_t part)
 {
     const sch_part *p = &s->parts[part];
-    if (!(p->flags & (SH_PART_F_STANDBY_EMPTY | SH_PART_F_EXHAUSTED)) || p->closed ||
+    if (!(p->flags & (SH_PART_F_STANDBY_EMPTY | SH_PART_F_EXHAUSTED)) || !sch_part_open(p) ||
         s->avail <= 0 || route_standby_units(p) > 0) {
         return;
     }
@@ -295,7 +301,7 @@ static void route_run_refills(sch_route *r)
         sch_sku *s = r->refills[i].sku;
         sch_part *p = &s->parts[r->refills[i].part];
         /* A refill earlier in this list (or a grant) may have changed things. */
-        if (!(p->flags & (SH_PART_F_STANDBY_EMPTY | SH_PART_F_EXHAUSTED)) || p->closed ||
+        if (!(p->flags & (SH_PART_F_STANDBY_EMPTY | SH_PART_F_EXHAUSTED)) || !sch_part_open(p) ||
             s->avail <= 0 || route_standby_units(p) > 0) {
             continue;
         }
@@ -380,7 +386,7 @@ static int route_overcommit(const sch_sku *s, uint32_t qty)
     int64_t best_units = (int64_t)qty - 1;
     for (uint16_t i = 0; i < s->nparts; i++) {
         const sch_part *p = &s->parts[i];
-        if (!p->closed && p->inflight_units > 0 && p->s0 + p->s1 > best_units) {
+        if (sch_part_open(p) && p->inflight_units > 0 && p->s0 + p->s1 > best_units) {
             best = i;
             best_units = p->s0 + p->s1;
         }

@@ -85,6 +85,7 @@ static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out,
                             sh_audit_part_state *parts_out)
 {
     memset(out, 0, sizeof *out);
+    out->diverged_part = -1;
     char key[SH_STOCK_KEY_BYTES_MAX];
     redisReply *pool = NULL, *jr = NULL;
     sh_stock_key_pool(key, sku);
@@ -141,6 +142,15 @@ static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out,
                                                  .ded = p->ded,
                                                  .seq = (uint64_t)p->seq,
                                                  .ack = (uint64_t)p->ack};
+        }
+        const char *state = sh_audit_field(p->hash, "state");
+        if (state != NULL && strcmp(state, "diverged") == 0 && out->diverged_part < 0) {
+            const char *why = sh_audit_field(p->hash, "dwhy");
+            const char *detail = sh_audit_field(p->hash, "ddetail");
+            out->diverged_part = i;
+            (void)sh_audit_i64(p->hash, "dseq", 0, &out->diverged_seq);
+            snprintf(out->diverged_why, sizeof out->diverged_why, "%s%s%s", why != NULL ? why : "?",
+                     detail != NULL ? ": " : "", detail != NULL ? detail : "");
         }
         out->partition_units += p->s0 + p->s1;
         out->deducted += p->ded;
@@ -249,6 +259,11 @@ sh_err sh_audit_sku_parts(struct sh_cluster *c, const char *sku, sh_audit *out,
     if (out->broken[0] == '\0' && !out->no_oversell_ok) {
         snprintf(out->broken, sizeof out->broken, "oversell: deducted %" PRId64 " > total %" PRId64,
                  out->deducted, out->total);
+    }
+    if (out->broken[0] == '\0' && out->diverged_part >= 0) {
+        snprintf(out->broken, sizeof out->broken,
+                 "diverged: partition %d at seq %" PRId64 " (%s); reconcile it", out->diverged_part,
+                 out->diverged_seq, out->diverged_why);
     }
     out->ok = out->broken[0] == '\0';
     return SH_OK;

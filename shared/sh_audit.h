@@ -31,8 +31,11 @@ typedef struct sh_audit {
     int conservation_ok; /* 8.1: total = the sum of where the units are */
     int no_negative_ok;  /* 8.2: no counter below zero, no stream ack past its seq */
     int no_oversell_ok;  /* 8.2: sum of net deducted <= total */
-    int ok;              /* 1 when every invariant holds */
-    char broken[200];    /* the first broken invariant, "" when ok */
+    int diverged_part;   /* the first partition marked diverged (DIVERGE), -1 when none */
+    int64_t diverged_seq;
+    char diverged_why[64]; /* its reason and detail, as DIVERGE recorded them */
+    int ok;                /* 1 when every invariant holds */
+    char broken[200];      /* the first broken invariant, "" when ok */
 } sh_audit;
 
 /* Reads SKU sku through router c and fills *out. Returns SH_ENOTFOUND when the

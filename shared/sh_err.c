@@ -25,6 +25,7 @@ static const char *const sh_err_names[SH_ERR_COUNT_] = {
     [SH_ECLOSED] = "closed",
     [SH_EINTERNAL] = "internal error",
     [SH_EUNKNOWN] = "outcome unknown: the command may have run",
+    [SH_EDIVERGED] = "diverged: Redis and MySQL disagree on a detail",
 };
 
 const char *sh_strerror(sh_err rc)

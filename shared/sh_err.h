@@ -28,6 +28,7 @@ typedef enum sh_err {
     SH_ECLOSED,   /* the object was closed or is shutting down */
     SH_EINTERNAL, /* an invariant failed; a bug */
     SH_EUNKNOWN,  /* the command reached the peer but no answer came back: it may have run */
+    SH_EDIVERGED, /* Redis and MySQL disagree on a detail: a reconcile is needed */
     SH_ERR_COUNT_ /* number of codes; keep last */
 } sh_err;
 

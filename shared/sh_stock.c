@@ -119,6 +119,9 @@ static const char sh_script_deduct[] =
     "if not n or n < 1 then return redis.error_reply('BADARGS no items') end\n"
     "local h = redis.call('HMGET', st, 'a', 's0', 's1', 'ded', 'seq', 'state', 'rid', 'rs0')\n"
     "if not h[1] then return redis.error_reply('NOPART partition state missing') end\n"
+    "if h[6] == 'diverged' then\n"
+    "  return redis.error_reply('DIVERGED partition diverged from MySQL: reconcile it')\n"
+    "end\n"
     "local a = tonumber(h[1])\n"
     "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
     "local ded, seq, closed = tonumber(h[4]), tonumber(h[5]), h[6] == 'closed'\n"
@@ -418,6 +421,17 @@ static const char sh_script_return_apply[] =
 /* RETURN_END: KEYS: st. ARGV: id. Forgets the record of a finished return. */
 static const char sh_script_return_end[] = "return redis.call('HDEL', KEYS[1], 'r.' .. ARGV[1])\n";
 
+/* DIVERGE: KEYS: st. ARGV: why, seq, detail. Marks the partition diverged
+ * (Redis and MySQL disagree on its details, DESIGN.md 5b): DEDUCT refuses every
+ * item of it from then on, until `stockctl partition reconcile` opens it
+ * again. The first reason is kept. Reply 1 marked now, 0 already. */
+static const char sh_script_diverge[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOPART') end\n"
+    "if redis.call('HGET', KEYS[1], 'state') == 'diverged' then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'diverged', 'dwhy', ARGV[1], 'dseq', ARGV[2],\n"
+    "           'ddetail', ARGV[3])\n"
+    "return 1\n";
+
 /* RESTOCK: KEYS: pool, rst. ARGV: restock_id, units. Adds units to avail and
  * total once per restock id. Reply: 1 applied, 0 seen before. */
 static const char sh_script_restock[] =
@@ -444,6 +458,7 @@ static const char *const sh_scripts[SH_SCRIPT_COUNT_] = {
     [SH_SCRIPT_USER_BACK] = sh_script_user_back,
     [SH_SCRIPT_SETTLE] = sh_script_settle,
     [SH_SCRIPT_EPOCH_STAMP] = sh_script_epoch_stamp,
+    [SH_SCRIPT_DIVERGE] = sh_script_diverge,
 };
 
 const char *sh_stock_script_text(sh_stock_script s)

@@ -66,6 +66,7 @@ typedef enum sh_stock_script {
     SH_SCRIPT_USER_BACK,    /* user counter: give an order's units back */
     SH_SCRIPT_SETTLE,       /* partition: decide an order whose deduction was unknown */
     SH_SCRIPT_EPOCH_STAMP,  /* pool or partition: raise the fencing epoch */
+    SH_SCRIPT_DIVERGE,      /* partition: stop it, Redis and MySQL disagree */
     SH_SCRIPT_COUNT_
 } sh_stock_script;
 

@@ -61,14 +61,15 @@ typedef enum sh_wire_outcome {
 #define SH_WIRE_ITEM_F_ALL_            1u
 
 /* sh_wire_result.flags and sh_wire_partop_result.flags. */
-#define SH_WIRE_RES_F_DUPLICATE      1u  /* the order's first outcome, replayed */
-#define SH_WIRE_RES_F_FLIPPED        2u  /* the partition switched sub-domains */
-#define SH_WIRE_RES_F_STANDBY_EMPTY  4u  /* the standby sub-domain needs a grant */
-#define SH_WIRE_RES_F_EXHAUSTED      8u  /* both sub-domains are empty */
-#define SH_WIRE_RES_F_CLOSED         16u /* the partition is closed */
-#define SH_WIRE_RES_F_NO_REPLICA     32u /* UNAVAILABLE: a master it wrote to has no replica */
-#define SH_WIRE_RES_F_NOT_REPLICATED 64u /* UNAVAILABLE: no replica confirmed it in time */
-#define SH_WIRE_RES_F_ALL_           127u
+#define SH_WIRE_RES_F_DUPLICATE      1u   /* the order's first outcome, replayed */
+#define SH_WIRE_RES_F_FLIPPED        2u   /* the partition switched sub-domains */
+#define SH_WIRE_RES_F_STANDBY_EMPTY  4u   /* the standby sub-domain needs a grant */
+#define SH_WIRE_RES_F_EXHAUSTED      8u   /* both sub-domains are empty */
+#define SH_WIRE_RES_F_CLOSED         16u  /* the partition is closed */
+#define SH_WIRE_RES_F_NO_REPLICA     32u  /* UNAVAILABLE: a master it wrote to has no replica */
+#define SH_WIRE_RES_F_NOT_REPLICATED 64u  /* UNAVAILABLE: no replica confirmed it in time */
+#define SH_WIRE_RES_F_DIVERGED       128u /* UNAVAILABLE: the partition diverged from MySQL */
+#define SH_WIRE_RES_F_ALL_           255u
 
 typedef enum sh_wire_catalog_op {
     SH_WIRE_CAT_GET = 1,

@@ -39,12 +39,16 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SA_MOD "apply"
 
+static const char SQL_IDENTITY[] =
+    "SELECT seq, order_id, qty FROM deduction_detail "
+    "WHERE sku_id = ? AND partition_id = ? AND seq BETWEEN ? AND ? ORDER BY seq";
 static const char SQL_LOCK[] =
     "SELECT synced_seq FROM stock_partition WHERE sku_id = ? AND partition_id = ? FOR UPDATE";
 static const char SQL_CREATE[] = "INSERT INTO stock_partition (sku_id, partition_id) VALUES (?, ?) "
@@ -213,6 +217,78 @@ static void sa_gap(sw_apply_item *it, uint64_t synced)
                it->head->first_seq);
 }
 
+/* The identity check of the details at or below synced_seq: the batch and
+ * MySQL must name the same order and qty at every seq. */
+typedef struct sa_ident {
+    sw_apply_item *it;
+    uint64_t next; /* the seq the next row must have */
+    uint64_t upto;
+    char order[SH_ORDER_ID_CHARS_MAX + 1];
+    bool diverged;
+} sa_ident;
+
+static void sa_diverged(sa_ident *x, uint64_t seq, const char *what)
+{
+    x->diverged = true;
+    const sh_wire_detail *d = &x->it->details[seq - x->it->head->first_seq];
+    sa_message(x->it, "seq %" PRIu64 ": %s; Redis sent order %s qty %" PRId32, seq, what,
+               d->order_id, d->qty);
+}
+
+static sw_db sa_ident_row(void *arg, const sw_col *cols, size_t ncols)
+{
+    sa_ident *x = arg;
+    SH_ASSERT(ncols == 3);
+    if (x->diverged) {
+        return SW_DB_OK;
+    }
+    uint64_t seq = cols[0].u64;
+    if (seq != x->next) {
+        sa_diverged(x, x->next, "MySQL has no detail there");
+        return SW_DB_OK;
+    }
+    const sh_wire_detail *d = &x->it->details[seq - x->it->head->first_seq];
+    if (cols[1].len != d->order_id_len || memcmp(cols[1].buf, d->order_id, cols[1].len) != 0 ||
+        cols[2].i64 != d->qty) {
+        char what[SH_MESSAGE_CHARS_MAX / 2];
+        snprintf(what, sizeof what, "MySQL has order %.*s qty %" PRId64, (int)cols[1].len,
+                 cols[1].buf, cols[2].i64);
+        sa_diverged(x, seq, what);
+        return SW_DB_OK;
+    }
+    x->next++;
+    return SW_DB_OK;
+}
+
+/* Details a batch carries at or below synced_seq were applied before (a
+ * resend, a restarted node shipping from its last trim): they must be the
+ * same deductions MySQL holds. A failover to a replica that lacked some of
+ * them makes Redis hand their seqs to other orders; skipping them would lose
+ * those silently. SH_EDIVERGED then, and nothing of the batch is written. */
+static sw_db sa_verify(sw_mysql *m, sw_apply_item *it, uint64_t synced)
+{
+    const sh_wire_batch *h = it->head;
+    uint64_t upto = h->last_seq < synced ? h->last_seq : synced;
+    sa_ident x = {.it = it, .next = h->first_seq, .upto = upto};
+    sw_param p[4] = {sw_p_str(h->sku, h->sku_len), sw_p_u64(h->partition), sw_p_u64(h->first_seq),
+                     sw_p_u64(upto)};
+    sw_col c[3] = {{.type = SW_P_U64},
+                   {.type = SW_P_STR, .buf = x.order, .cap = sizeof x.order},
+                   {.type = SW_P_I64}};
+    sw_db v = sw_mysql_stmt(m, SQL_IDENTITY, p, 4, c, 3, sa_ident_row, &x, NULL, NULL);
+    if (v != SW_DB_OK) {
+        return v;
+    }
+    if (!x.diverged && x.next <= upto) {
+        sa_diverged(&x, x.next, "MySQL has no detail there");
+    }
+    if (x.diverged) {
+        it->status = SH_EDIVERGED;
+        it->synced_seq = synced;
+    }
+    return SW_DB_OK;
+}
+
 /* Decides one batch against its locked row and queues its rows. */
 static sw_db sa_one(sw_apply *a, sw_mysql *m, sw_apply_item *it)
 {
@@ -244,6 +320,12 @@ static sw_db sa_one(sw_apply *a, sw_mysql *m, sw_apply_item *it)
         }
     }
     it->synced_seq = synced;
+    if (h->first_seq <= synced) {
+        v = sa_verify(m, it, synced);
+        if (v != SW_DB_OK || it->status != SH_OK) {
+            return v;
+        }
+    }
     if (h->last_seq <= synced) {
         it->skipped = it->n; /* a batch sent again: all of it is in already */
         return SW_DB_OK;
