@@ -25,48 +25,21 @@ thaw() {
     fi
 }
 
-# master_port KEY: the master holding KEY's slot (others answer MOVED, not 1).
-master_port() {
-    local p
-    for p in $REDIS_PORTS; do
-        if [ "$(timeout 5 redis-cli -p "$p" ROLE | head -1)" = master ] &&
-            timeout 5 redis-cli -p "$p" EXISTS "$1" | grep -qx 1; then
-            echo "$p"
-            return 0
-        fi
-    done
-    fail "no master holds $1"
-}
-
-# replica_of PORT: the port of the master's first replica.
-replica_of() {
-    timeout 5 redis-cli -p "$1" ROLE | sed -n 4p
-}
-
-replicas_attached() {
-    timeout 5 redis-cli -p "$1" INFO replication | tr -d '\r' | sed -n 's/^connected_slaves://p'
-}
-
-pid_of_port() {
-    timeout 5 redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
-}
-
 freeze() {
-    FROZEN=$(pid_of_port "$1")
+    FROZEN=$(t_redis_pid "$1")
     [[ "$FROZEN" =~ ^[0-9]+$ ]] || fail "no pid for the redis-server on port $1"
     kill -STOP "$FROZEN"
     say "froze the replica on port $1 (pid $FROZEN)"
 }
 
-st() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:st"; }
 
 t_start_daemons --nodes 1
 t_at_exit thaw
 
 sku=$(t_sku durable)
 t_sku_load "$sku" --total 100 --partitions 1
-pm=$(master_port "$(st "$sku" 0)")
-rp=$(replica_of "$pm")
+pm=$(t_slot_owner "$(t_part_key "$sku" 0 st)")
+rp=$(t_replica_of "$pm")
 [[ "$rp" =~ ^[0-9]+$ ]] || fail "the master on port $pm has no replica (ROLE: $(redis-cli -p "$pm" ROLE | tr '\n' ' '))"
 say "partition master on port $pm, its replica on port $rp"
 t_deduct "$sku" warm u0 1
@@ -77,7 +50,7 @@ freeze "$rp"
 t_deduct "$sku" d1 u1 1
 t_expect "a deduction while the replica is frozen" 503
 assert_eq "reason" replication_timeout "$(t_json_get reason <<<"$T_BODY")"
-seq=$(t_rcli HGET "$(st "$sku" 0)" seq)
+seq=$(t_rcli HGET "$(t_part_key "$sku" 0 st)" seq)
 assert_eq "the outcome is recorded on the master (seq)" 2 "$seq"
 sleep 2.2 # two ship intervals: the detail of d1 must stay out of MySQL
 synced=$(t_mysql_q "SELECT COALESCE(MAX(synced_seq),0) FROM stock_partition WHERE sku_id='$sku'" | tail -1)
@@ -93,19 +66,19 @@ assert_eq "d1 in MySQL once" 1 "$(t_mysql_q "SELECT COUNT(*) FROM deduction_deta
 freeze "$rp"
 timeout 5 redis-cli -p "$pm" CLIENT KILL TYPE replica >/dev/null
 for _ in $(seq 1 20); do
-    [ "$(replicas_attached "$pm")" = 0 ] && break
+    [ "$(t_replicas_attached "$pm")" = 0 ] && break
     sleep 0.1
 done
-assert_eq "replicas attached to the master" 0 "$(replicas_attached "$pm")"
+assert_eq "replicas attached to the master" 0 "$(t_replicas_attached "$pm")"
 t_deduct "$sku" d2 u2 1
 t_expect "a deduction with no replica attached" 503
 assert_eq "reason" no_replica "$(t_json_get reason <<<"$T_BODY")"
 thaw
 for _ in $(seq 1 100); do
-    [ "$(replicas_attached "$pm")" = 1 ] && break
+    [ "$(t_replicas_attached "$pm")" = 1 ] && break
     sleep 0.1
 done
-assert_eq "the replica reattached" 1 "$(replicas_attached "$pm")"
+assert_eq "the replica reattached" 1 "$(t_replicas_attached "$pm")"
 t_deduct "$sku" d2 u2 1
 t_expect "d2 retried after the replica reattached" 200
 t_deduct "$sku" d3 u3 1

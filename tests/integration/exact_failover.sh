@@ -49,25 +49,12 @@ DUR=${FAILOVER_DURABILITY:-replica}
 t_start_daemons --nodes 1 --scheduler-opt lease.ttl_ms=20000 --scheduler-opt lease.wait_ms=1000 \
     --node-opt "deduct.durability=$DUR" --scheduler-opt "pool.durability=$DUR"
 
-master_port() {
-    local p
-    for p in $REDIS_PORTS; do
-        if [ "$(timeout 5 redis-cli -p "$p" ROLE 2>/dev/null | head -1)" = master ] &&
-            timeout 5 redis-cli -p "$p" EXISTS "$1" | grep -qx 1; then
-            echo "$p"
-            return 0
-        fi
-    done
-    fail "no master holds $1"
-}
-pid_of_port() { timeout 5 redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'; }
-st() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:st"; }
 
 TOTAL=1000
 sku=$(t_sku failover)
 t_sku_load "$sku" --total $TOTAL --partitions 1
-stkey=$(st "$sku" 0)
-pm=$(master_port "$stkey")
+stkey=$(t_part_key "$sku" 0 st)
+pm=$(t_slot_owner "$stkey")
 rp=$(timeout 5 redis-cli -p "$pm" ROLE | sed -n 4p)
 [[ "$rp" =~ ^[0-9]+$ ]] || fail "master $pm has no replica"
 say "partition master on port $pm, replica on port $rp"
@@ -81,15 +68,15 @@ order() { # order ID: one deduction, its status appended to answers.txt
 for i in 1 2 3 4 5; do order "a$i"; done
 
 say "freeze the replica and cut its link"
-FROZEN=$(pid_of_port "$rp")
+FROZEN=$(t_redis_pid "$rp")
 kill -STOP "$FROZEN"
 timeout 5 redis-cli -p "$pm" CLIENT KILL TYPE replica >/dev/null
 for i in 1 2 3 4 5 6; do order "c$i"; done
 okc=$(awk '$1 ~ /^c/ && $2 == 200' "$answers" | wc -l)
 assert_eq "orders answered ok while no replica holds them" 0 "$okc"
 
-say "kill -9 the master (pid $(pid_of_port "$pm")), resume the replica"
-kill -KILL "$(pid_of_port "$pm")"
+say "kill -9 the master (pid $(t_redis_pid "$pm")), resume the replica"
+kill -KILL "$(t_redis_pid "$pm")"
 kill -CONT "$FROZEN"
 FROZEN=""
 for _ in $(seq 1 150); do

@@ -35,20 +35,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/stock_test.sh
 . "$(dirname "$0")/../lib/stock_test.sh"
 
-# master_port KEY: the port of the master that holds KEY's slot.
-master_port() {
-    local p
-    for p in $REDIS_PORTS; do
-        # a master that does not own the slot answers MOVED, not 1
-        if [ "$(timeout 5 redis-cli -p "$p" ROLE | head -1)" = master ] &&
-            timeout 5 redis-cli -p "$p" EXISTS "$1" | grep -qx 1; then
-            echo "$p"
-            return 0
-        fi
-    done
-    fail "no master holds $1"
-}
-
 # held_by USER_KEY: the orders a user's counter says it holds (a hash of
 # order -> "QTY:ROUND"; an old-style string counter is read as its number, so
 # this test can be run against older builds too).
@@ -60,22 +46,6 @@ held_by() {
     esac
 }
 
-# slot_owner KEY: the port of the master that owns KEY's slot (the others
-# answer MOVED), whether or not KEY exists.
-slot_owner() {
-    local p
-    for p in $REDIS_PORTS; do
-        if [ "$(timeout 5 redis-cli -p "$p" ROLE | head -1)" = master ] &&
-            ! timeout 5 redis-cli -p "$p" GET "$1" | grep -q '^MOVED'; then
-            echo "$p"
-            return 0
-        fi
-    done
-    fail "no master owns the slot of $1"
-}
-
-# st SKU P: the state hash of partition P.
-st() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:st"; }
 
 # conserved SKU TOTAL: avail + journaled grants + partitions + net deducted = TOTAL.
 conserved() {
@@ -86,7 +56,7 @@ conserved() {
     # a journaled grant is pending only while its partition has not applied it
     pend=$jr
     for ((p = 0; p < parts; p++)); do
-        held=$((held + $(t_rcli HGET "$(st "$sku" "$p")" s0) + $(t_rcli HGET "$(st "$sku" "$p")" s1)))
+        held=$((held + $(t_rcli HGET "$(t_part_key "$sku" "$p" st)" s0) + $(t_rcli HGET "$(t_part_key "$sku" "$p" st)" s1)))
     done
     ded=$(t_redis_sum "$sku" ded)
     assert_eq "conservation (avail $avail + journal $pend + partitions $held + ded $ded)" \
@@ -101,7 +71,7 @@ t_start_daemons --nodes 1 --scheduler-opt lease.ttl_ms=20000 --scheduler-opt lea
 # ---- 1. slow partition master, per-user limit 1 ----------------------------------------
 sku=$(t_sku slowpart)
 t_sku_load "$sku" --total 100 --partitions 1 --per-user-limit 1
-pm=$(master_port "$(st "$sku" 0)")
+pm=$(t_slot_owner "$(t_part_key "$sku" 0 st)")
 say "partition master on port $pm: DEBUG SLEEP 2.6 during the first order of u1"
 timeout 10 redis-cli -p "$pm" DEBUG SLEEP 2.6 >/dev/null &
 sleeper=$!
@@ -164,7 +134,7 @@ TOTAL=30
 t_sku_load "$sku" --total $TOTAL --partitions 1 --min-chunk 10 --max-chunk 10
 assert_eq "pool after the first two chunks" 10 "$(t_redis_pool "$sku" avail)"
 pool_key="{s:$sku}:pool"
-pp=$(master_port "$pool_key")
+pp=$(t_slot_owner "$pool_key")
 say "pool master on port $pp: CLIENT PAUSE 2600 WRITE, then an order of 25 units"
 timeout 5 redis-cli -p "$pp" CLIENT PAUSE 2600 WRITE >/dev/null
 t_deduct "$sku" big-1 ub 25
@@ -199,15 +169,15 @@ t_audit "$sku"
 for attempt in 1 2 3 4 5 6 7 8; do
     sku=$(t_sku slowrefill)
     t_sku_load "$sku" --total 40 --partitions 1 --min-chunk 10 --max-chunk 10
-    pp=$(master_port "{s:$sku}:pool")
-    pm=$(master_port "$(st "$sku" 0)")
+    pp=$(t_slot_owner "{s:$sku}:pool")
+    pm=$(t_slot_owner "$(t_part_key "$sku" 0 st)")
     [ "$pp" != "$pm" ] && break
 done
 [ "$pp" != "$pm" ] || fail "every SKU's pool landed on its partition's master"
 # ... and so must the order's claim.
 for k in $(seq 1 30); do
     order="refill-$k"
-    [ "$(slot_owner "{o:$sku:$order}")" != "$pp" ] && break
+    [ "$(t_slot_owner "{o:$sku:$order}")" != "$pp" ] && break
 done
 assert_eq "pool after the first two chunks" 20 "$(t_redis_pool "$sku" avail)"
 say "pool master on port $pp (partition's on $pm): DEBUG SLEEP 2.6, then an order that empties the active sub-domain"

@@ -313,6 +313,38 @@ t_redis_sum() {
     echo "$sum"
 }
 
+# ---- Redis nodes (failure tests) --------------------------------------------------------
+
+# t_slot_owner KEY: the port of the master that owns KEY's slot, whether or not
+# KEY exists (a master that does not own it answers MOVED).
+t_slot_owner() {
+    local p
+    for p in $REDIS_PORTS; do
+        if [ "$(timeout 5 redis-cli -p "$p" ROLE 2>/dev/null | head -1)" = master ] &&
+            ! timeout 5 redis-cli -p "$p" GET "$1" | grep -q '^MOVED'; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no master owns the slot of $1"
+}
+
+# t_replica_of PORT: the port of that master's first replica ("" when none).
+t_replica_of() { timeout 5 redis-cli -p "$1" ROLE | sed -n 4p; }
+
+# t_replicas_attached PORT: connected_slaves of that master.
+t_replicas_attached() {
+    timeout 5 redis-cli -p "$1" INFO replication | tr -d '\r' | sed -n 's/^connected_slaves://p'
+}
+
+# t_redis_pid PORT: the pid of the redis-server on PORT.
+t_redis_pid() {
+    timeout 5 redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
+}
+
+# t_part_key SKU P WHICH: partition P's key: st (state), d (stream), o (orders).
+t_part_key() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:$3"; }
+
 # t_redis_pool SKU FIELD: one field of the pool hash (avail, total, ...).
 t_redis_pool() { t_rcli HGET "{s:$1}:pool" "$2"; }
 
