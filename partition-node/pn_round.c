@@ -41,9 +41,11 @@
 #define PR_B_ARGS_CALL     11 /* EVALSHA sha 3 st d o now low ttl n rid */
 #define PR_RID_BYTES       40 /* "NONCE.SEQ": two hex uint64 and a dot */
 #define PR_ENTRY_BYTES     (PR_NUM_BYTES + PR_RID_BYTES) /* a user entry "QTY:RID" */
-#define PR_SETTLE_MAX      4096 /* unknown outcomes waiting to be settled */
-#define PR_SETTLE_AFTER_MS 1000 /* first settle attempt after the round, ms */
-#define PR_SETTLE_BATCH    256  /* entries settled per sweep */
+#define PR_SETTLE_MAX      4096  /* unknown outcomes waiting to be settled */
+#define PR_SETTLE_AFTER_MS 1000  /* first settle attempt after the round, ms */
+#define PR_SETTLE_BATCH    256   /* entries settled per sweep */
+#define PR_HWM_SLOTS       16384 /* partitions whose answered seq is remembered */
+#define PR_HWM_PROBES      64    /* slots looked at per lookup */
 #define PR_ARGS_ITEM       (PR_B_ARGS_CALL + SH_DEDUCT_ITEM_ARGS) /* B's worst: one item a call */
 #define PR_ARGS_MAX        ((size_t)PN_ROUND_ITEMS_MAX * PR_ARGS_ITEM)
 #define PR_CMDS_MAX        ((size_t)PN_ROUND_ITEMS_MAX * PR_A_CMDS_ITEM)
@@ -172,11 +174,15 @@ struct pn_round {
     int sid_take;
     int sid_back;
     int sid_settle;
+    int sid_diverge;
+    struct pr_hwm *hwm; /* PR_HWM_SLOTS: the highest seq answered OK per partition */
+    size_t hwm_count;
     const char *sha_deduct;
     const char *sha_move;
     const char *sha_take;
     const char *sha_back;
     const char *sha_settle;
+    const char *sha_diverge;
     uint64_t rid_nonce; /* random per process: round ids never repeat across restarts */
     uint64_t rid_seq;
     char rid[PR_RID_BYTES];
@@ -1176,6 +1182,104 @@ static void pr_durable(pn_round *r, const sh_wire_item *items, const bool *relea
     }
 }
 
+/* ==== answered seqs: a partition handing out a seq it answered before ====== */
+
+/* One partition's highest seq this node answered OK, in an open-addressing
+ * table keyed by (SKU, partition). A new OK with a seq at or below it means
+ * Redis lost answered deductions and is reusing their seqs (a failover under
+ * durability = leader): the partition is marked diverged at once. */
+typedef struct pr_hwm {
+    uint8_t used;
+    uint8_t sku_len;
+    uint16_t part;
+    char sku[SH_SKU_ID_CHARS_MAX];
+    uint64_t seq;
+} pr_hwm;
+
+static uint64_t pr_hwm_hash(const char *sku, size_t len, uint16_t part)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)sku[i]) * 1099511628211ULL;
+    }
+    return (h ^ part) * 1099511628211ULL;
+}
+
+/* The entry of (sku, part), created when absent; NULL when the table is full
+ * (then it is emptied for the next round: a check missed, never a false one). */
+static pr_hwm *pr_hwm_get(pn_round *r, const char *sku, size_t len, uint16_t part)
+{
+    size_t i = (size_t)(pr_hwm_hash(sku, len, part) % PR_HWM_SLOTS);
+    for (size_t k = 0; k < PR_HWM_PROBES; k++) {
+        pr_hwm *e = &r->hwm[(i + k) % PR_HWM_SLOTS];
+        if (!e->used) {
+            e->used = 1;
+            e->sku_len = (uint8_t)len;
+            memcpy(e->sku, sku, len);
+            e->part = part;
+            e->seq = 0;
+            r->hwm_count++;
+            return e;
+        }
+        if (e->part == part && e->sku_len == len && memcmp(e->sku, sku, len) == 0) {
+            return e;
+        }
+    }
+    if (r->hwm_count > 0) {
+        SH_INFO(PR_MOD, "answered-seq table full, emptied entries=%zu", r->hwm_count);
+        memset(r->hwm, 0, sizeof *r->hwm * PR_HWM_SLOTS);
+        r->hwm_count = 0;
+    }
+    return NULL;
+}
+
+/* After the answers are final: every new OK moves its partition's mark up; a
+ * new OK at or below the mark is a seq handed out twice. */
+static void pr_answered(pn_round *r, const sh_wire_item *items, size_t n, sh_wire_result *res)
+{
+    for (size_t i = 0; i < n; i++) {
+        pr_item *it = &r->it[i];
+        if (res[i].status != SH_WIRE_OUT_OK || (res[i].flags & SH_WIRE_RES_F_DUPLICATE) != 0 ||
+            !it->answered || it->status != SH_ITEM_OK || it->sku == NULL) {
+            continue;
+        }
+        pr_hwm *e = pr_hwm_get(r, items[i].sku, items[i].sku_len, it->part);
+        if (e == NULL) {
+            continue;
+        }
+        if (res[i].seq > e->seq) {
+            e->seq = res[i].seq;
+            continue;
+        }
+        /* Reused: mark the partition (its next calls are refused before any
+         * write) and answer this one 503; its outcome stays recorded. */
+        char st[SH_STOCK_KEY_BYTES_MAX], seq_s[PR_NUM_BYTES], detail[128];
+        size_t stlen = sh_stock_key_part(st, it->sku->id, it->part, it->sku->salt[it->part], 's');
+        size_t slen = pr_fmt_u64(seq_s, sizeof seq_s, res[i].seq);
+        int dlen = snprintf(detail, sizeof detail,
+                            "seq %" PRIu64 " handed out again; this node answered up to %" PRIu64,
+                            res[i].seq, e->seq);
+        SH_ASSERT(dlen > 0 && (size_t)dlen < sizeof detail);
+        const char *keys[1] = {st};
+        const size_t klen[1] = {stlen};
+        const char *args[3] = {"answered_lost", seq_s, detail};
+        const size_t alen[3] = {13, slen, (size_t)dlen};
+        redisReply *rep = NULL;
+        sh_err rc =
+            sh_cluster_evalsha(r->router, r->sid_diverge, 1, keys, klen, 3, args, alen, &rep);
+        if (rep != NULL) {
+            freeReplyObject(rep);
+        }
+        r->stats.diverged++;
+        SH_ERROR(PR_MOD,
+                 "partition diverged sku=%s partition=%u why=answered_lost seq=%" PRIu64
+                 " answered_up_to=%" PRIu64 " marked=%s",
+                 items[i].sku, (unsigned)it->part, res[i].seq, e->seq, sh_strerror(rc));
+        res[i].status = SH_WIRE_OUT_UNAVAILABLE;
+        res[i].flags = SH_WIRE_RES_F_DIVERGED;
+    }
+}
+
 /* ==== the sweep: settle user entries of unknown outcomes ==================== */
 
 enum { PR_ST_CLAIM = 0, PR_ST_SETTLE, PR_ST_BACK, PR_ST_DONE, PR_ST_RETRY };
@@ -1417,13 +1521,14 @@ sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *rout
     r->calls = calloc(PN_ROUND_ITEMS_MAX, sizeof *r->calls);
     r->settle = calloc(PR_SETTLE_MAX, sizeof *r->settle);
     r->settle_batch = calloc(PR_SETTLE_BATCH, sizeof *r->settle_batch);
+    r->hwm = calloc(PR_HWM_SLOTS, sizeof *r->hwm);
     r->settle_next_ms = UINT64_MAX;
     r->cmds = calloc(PR_CMDS_MAX, sizeof *r->cmds);
     r->argv = calloc(PR_ARGS_MAX, sizeof *r->argv);
     r->argvlen = calloc(PR_ARGS_MAX, sizeof *r->argvlen);
     if (r->it == NULL || r->loads == NULL || r->keys == NULL || r->calls == NULL ||
-        r->settle == NULL || r->settle_batch == NULL || r->cmds == NULL || r->argv == NULL ||
-        r->argvlen == NULL) {
+        r->settle == NULL || r->settle_batch == NULL || r->hwm == NULL || r->cmds == NULL ||
+        r->argv == NULL || r->argvlen == NULL) {
         pn_round_free(r);
         return SH_ENOMEM;
     }
@@ -1437,6 +1542,7 @@ sh_err pn_round_new(pn_round **out, const pn_round_config *cfg, sh_cluster *rout
         {SH_SCRIPT_USER_TAKE, &r->sid_take, &r->sha_take},
         {SH_SCRIPT_USER_BACK, &r->sid_back, &r->sha_back},
         {SH_SCRIPT_SETTLE, &r->sid_settle, &r->sha_settle},
+        {SH_SCRIPT_DIVERGE, &r->sid_diverge, &r->sha_diverge},
     };
     for (size_t k = 0; k < sizeof scripts / sizeof scripts[0] && rc == SH_OK; k++) {
         rc = sh_cluster_script_add(router, sh_stock_script_text(scripts[k].s), scripts[k].sid);
@@ -1467,6 +1573,7 @@ void pn_round_free(pn_round *r)
     free(r->calls);
     free(r->settle);
     free(r->settle_batch);
+    free(r->hwm);
     free(r->cmds);
     free(r->argv);
     free(r->argvlen);
@@ -1504,6 +1611,7 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
     if (r->cfg.durable) {
         pr_durable(r, items, release, n, results);
     }
+    pr_answered(r, items, n, results);
     for (size_t i = 0; i < n; i++) {
         if (r->it[i].stale && r->it[i].sku != NULL) {
             /* After the round: removal may move entries other items point to. */

@@ -72,6 +72,7 @@ typedef struct pn_round_stats {
     uint64_t settle_dropped;    /* ... not queued: the queue was full (left to the ttl) */
     uint64_t barriers;          /* replication barriers run (durability = replica) */
     uint64_t not_durable;       /* items answered 503 because no replica confirmed them */
+    uint64_t diverged;          /* seqs handed out again after being answered (marked) */
     sh_hist items_per_call;     /* items per DEDUCT call */
     sh_hist round_us;           /* wall time of a whole round (claims, scripts, give-backs), us */
 } pn_round_stats;

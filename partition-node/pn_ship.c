@@ -175,8 +175,8 @@ struct pn_ship {
     size_t wire_cap;
     /* Poll pipeline scratch, PS_POLL_CMDS_MAX each. */
     char (*keys)[SH_STOCK_KEY_BYTES_MAX];
-    const char *(*argv)[4];
-    size_t (*argvlen)[4];
+    const char *(*argv)[5];
+    size_t (*argvlen)[5];
     int sid_diverge;
     sh_cluster_cmd *cmds;
     uint64_t next_poll_ms, next_discover_ms, next_stats_ms;
@@ -653,13 +653,15 @@ static void ps_poll(pn_ship *s)
             s->argv[i][1] = s->keys[i];
             s->argv[i][2] = "seq";
             s->argv[i][3] = "ack";
+            s->argv[i][4] = "state";
             s->argvlen[i][0] = 5;
             s->argvlen[i][1] = klen;
             s->argvlen[i][2] = 3;
             s->argvlen[i][3] = 3;
+            s->argvlen[i][4] = 5;
             s->cmds[i] = (sh_cluster_cmd){.route_key = s->keys[i],
                                           .route_len = klen,
-                                          .argc = 4,
+                                          .argc = 5,
                                           .argv = s->argv[i],
                                           .argvlen = s->argvlen[i]};
         }
@@ -669,8 +671,16 @@ static void ps_poll(pn_ship *s)
             ps_ref *r = &s->refs[from + i];
             uint64_t seq = 0, ack = 0;
             const redisReply *rep = c->rc == SH_OK ? c->reply : NULL;
-            if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
                 ps_reply_u64(rep->element[0], &seq)) {
+                const redisReply *state = rep->element[2];
+                if (state->type == REDIS_REPLY_STRING && state->len == 8 &&
+                    memcmp(state->str, "diverged", 8) == 0) {
+                    r->part->diverged = true; /* marked by anyone: ship nothing of it */
+                } else if (r->part->diverged && state->type == REDIS_REPLY_STRING) {
+                    r->part->diverged = false; /* reconciled and opened again */
+                    r->part->known = false;    /* learn synced_seq anew */
+                }
                 if (rep->element[1]->type != REDIS_REPLY_NIL &&
                     !ps_reply_u64(rep->element[1], &ack)) {
                     ack = 0;

@@ -96,6 +96,9 @@ size_t sh_stock_key_user(char *buf, const char *sku, const char *user)
  * negative detail; a second release is DUPLICATE; a tombstone answers MOVED
  * (the caller re-reads the claim and follows it).
  * All details of the call go into ONE stream entry whose id is the last seq.
+ * The XADD is the call's first write: the one write that can fail on data
+ * (an id at or below the stream's top, which only a Redis that lost writes
+ * can present) then leaves nothing half-done.
  *
  * Running a call twice (the router could not tell whether the first send ran,
  * sh_cluster.h) changes nothing and gives the first answer: the call records
@@ -197,9 +200,11 @@ static const char sh_script_deduct[] =
     "  o = o + 4\n"
     "  b = b + 4\n"
     "end\n"
-    "if #sets > 0 then redis.call('HSET', ok, unpack(sets)) end\n"
     "if #lines > 0 then\n"
     "  redis.call('XADD', dk, seq .. '-0', 'n', #lines, 'b', table.concat(lines, '\\n'))\n"
+    "end\n"
+    "if #sets > 0 then redis.call('HSET', ok, unpack(sets)) end\n"
+    "if #lines > 0 then\n"
     "  redis.call('HSET', st, 'a', a, 's0', s[0], 's1', s[1], 'ded', ded, 'seq', seq,\n"
     "             'rid', rid, 'rs0', seq0)\n"
     "elseif #sets > 0 then\n"

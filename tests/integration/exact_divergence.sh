@@ -12,6 +12,10 @@
 #     by the other partition;
 #   - `stockctl audit` exits 1 and names P (check not_diverged);
 #   - nothing more of P is shipped: MySQL keeps exactly what it had.
+# B. With nothing shipped yet, Redis forgets an answered deduction and hands
+# its seq to the next order: the node, which remembers the highest seq it
+# answered per partition, marks the partition diverged (answered_lost) and
+# answers that order 503; the audit names the partition and the seq.
 # (Before: the shipper logged "MySQL is ahead" and went on, the reused seqs
 # were skipped by the worker, and the audit was clean.)
 set -euo pipefail
@@ -79,4 +83,37 @@ assert_contains "the audit names the partition" "$out" "partition 0 diverged fro
 sleep 1.5 # a ship interval: nothing more of partition 0 may reach MySQL
 assert_eq "MySQL's synced_seq of partition 0 is kept" "$seq" \
     "$(t_mysql_q "SELECT synced_seq FROM stock_partition WHERE sku_id='$sku' AND partition_id=0")"
+
+# ---- B. the node sees a seq it answered handed out again ---------------------------------
+# Nothing reaches MySQL here (the sync worker is stopped), so only the node
+# can tell: it remembers the highest seq it answered per partition.
+say "B: stop the sync worker, sell 3 units, then Redis forgets the last one"
+sku=$(t_sku divb)
+t_sku_load "$sku" --total 100 --partitions 1 # the catalog needs the worker
+t_kill9 syncd-1
+for i in 1 2 3; do
+    t_deduct "$sku" "b$i" "ub$i" 1
+    t_expect "order b$i" 200
+done
+st=$(t_part_key "$sku" 0 st)
+a=$(t_rcli HGET "$st" a)
+s_a=$(t_rcli HGET "$st" "s$a")
+t_rcli HSET "$st" seq 2 ded 2 "s$a" $((s_a + 1)) >/dev/null
+t_rcli HDEL "$(t_part_key "$sku" 0 o)" b3 >/dev/null
+t_rcli XDEL "$(t_part_key "$sku" 0 d)" 3-0 >/dev/null
+t_rcli XSETID "$(t_part_key "$sku" 0 d)" 2-0 >/dev/null # as a replica that never had seq 3
+t_deduct "$sku" b4 ub4 1
+t_expect "an order given seq 3 a second time" 503
+assert_eq "reason" diverged "$(t_json_get reason <<<"$T_BODY")"
+assert_eq "partition 0's state in Redis" diverged "$(t_rcli HGET "$st" state)"
+assert_eq "why" answered_lost "$(t_rcli HGET "$st" dwhy)"
+assert_eq "at seq" 3 "$(t_rcli HGET "$st" dseq)"
+t_deduct "$sku" b5 ub5 1
+t_expect "the next order: the partition refuses before writing" 503
+assert_eq "Redis seq unchanged by the refusal" 3 "$(t_rcli HGET "$st" seq)"
+rc=0
+out=$(t_ctl audit "$sku" 2>&1) || rc=$?
+assert_eq "stockctl audit exit code" 1 "$rc"
+assert_contains "the audit names the partition and the seq" "$out" \
+    "partition 0 diverged from MySQL at seq 3 (answered_lost"
 t_pass
