@@ -3,7 +3,7 @@
 # on the same box, through the same HTTP front, with the same load generator.
 #
 #   bench/compare.sh [--dir DIR] [--base-port N] [--duration S] [--conns "16 64 256"]
-#                    [--nodes N] [--partitions N] [--no-build]
+#                    [--nodes N] [--partitions N] [--durability replica|leader] [--no-build]
 #
 # Why: a claim like "N times a single Redis key" is worth only what its
 # baseline is. So every design is measured in one run, against one
@@ -54,6 +54,7 @@ CONNS="16 64 256"
 # ~165 us of CPU per deduction, 3 on 1 node ~127 us). --nodes and
 # --partitions show the other shapes.
 NODES=1
+DURABILITY=replica # ours' deduct.durability (and pool.durability)
 BUILD=1
 CMDLINE="$0 $*"
 
@@ -82,7 +83,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<EOF
 usage: $(basename "$0") [--dir DIR] [--base-port N] [--duration S] [--conns "16 64 256"]
-                  [--nodes N] [--partitions N] [--no-build]
+                  [--nodes N] [--partitions N] [--durability replica|leader] [--no-build]
 
   --dir DIR        scratch directory for the infrastructure and daemons (default $DIR)
   --base-port N    infra.sh base port (default $BASE_PORT); see the header for the others
@@ -90,6 +91,7 @@ usage: $(basename "$0") [--dir DIR] [--base-port N] [--duration S] [--conns "16 
   --conns LIST     closed-loop connection counts (default "$CONNS")
   --nodes N        partition nodes of ours (default $NODES)
   --partitions N   partitions per SKU of ours (default $SKU_PARTITIONS)
+  --durability D   ours' deduct.durability, replica or leader (default $DURABILITY)
   --no-build       do not run make first
 
 Writes bench/results/DATE.{json,md,png} and prints the table.
@@ -107,6 +109,7 @@ parse_args() {
             --conns)      [ $# -ge 2 ] || usage_error "--conns needs a value"; CONNS=$2; shift 2 ;;
             --nodes)      [ $# -ge 2 ] || usage_error "--nodes needs a value"; NODES=$2; shift 2 ;;
             --partitions) [ $# -ge 2 ] || usage_error "--partitions needs a value"; SKU_PARTITIONS=$2; shift 2 ;;
+            --durability) [ $# -ge 2 ] || usage_error "--durability needs a value"; DURABILITY=$2; shift 2 ;;
             --no-build)   BUILD=0; shift ;;
             -h|--help)    usage; exit 0 ;;
             *)            usage_error "unknown argument: $1" ;;
@@ -116,6 +119,8 @@ parse_args() {
         usage_error "--base-port must be an integer in 1024..65400"
     [[ "$DURATION_S" =~ ^[0-9]+$ ]] && [ "$DURATION_S" -ge 1 ] && [ "$DURATION_S" -le 600 ] ||
         usage_error "--duration must be an integer in 1..600"
+    [ "$DURABILITY" = replica ] || [ "$DURABILITY" = leader ] ||
+        usage_error "--durability must be replica or leader"
     [[ "$SKU_PARTITIONS" =~ ^[0-9]+$ ]] && [ "$SKU_PARTITIONS" -ge 1 ] && [ "$SKU_PARTITIONS" -le 256 ] ||
         usage_error "--partitions must be an integer in 1..256"
     [[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] ||
@@ -313,7 +318,8 @@ infra_up() {
 }
 
 ours_up() {
-    local args=(--dir "$DIR" --nodes "$NODES" --http-port "$((BASE_PORT + 80))")
+    local args=(--dir "$DIR" --nodes "$NODES" --http-port "$((BASE_PORT + 80))"
+        --node-opt "deduct.durability=$DURABILITY" --scheduler-opt "pool.durability=$DURABILITY")
     # Sync workers arrive with a later issue; give one when start.sh knows them.
     if bash "$REPO_ROOT/scripts/start.sh" --help 2>/dev/null | grep -q -- '--workers'; then
         args+=(--workers 1)
