@@ -65,19 +65,13 @@ assert_eq "d1 in MySQL once" 1 "$(t_mysql_q "SELECT COUNT(*) FROM deduction_deta
 # ---- 2. no replica attached -------------------------------------------------------------
 freeze "$rp"
 timeout 5 redis-cli -p "$pm" CLIENT KILL TYPE replica >/dev/null
-for _ in $(seq 1 20); do
-    [ "$(t_replicas_attached "$pm")" = 0 ] && break
-    sleep 0.1
-done
+t_wait_replicas "$pm" 0 5
 assert_eq "replicas attached to the master" 0 "$(t_replicas_attached "$pm")"
 t_deduct "$sku" d2 u2 1
 t_expect "a deduction with no replica attached" 503
 assert_eq "reason" no_replica "$(t_json_get reason <<<"$T_BODY")"
 thaw
-for _ in $(seq 1 100); do
-    [ "$(t_replicas_attached "$pm")" = 1 ] && break
-    sleep 0.1
-done
+t_wait_replicas "$pm" 1 30
 assert_eq "the replica reattached" 1 "$(t_replicas_attached "$pm")"
 t_deduct "$sku" d2 u2 1
 t_expect "d2 retried after the replica reattached" 200

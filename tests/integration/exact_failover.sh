@@ -93,11 +93,7 @@ done
 # is attached: the killed master comes back and rejoins as its replica.
 say "restart the killed master (it rejoins as a replica of the new one)"
 redis-server "$OWN_INFRA/redis/$pm/redis.conf" >/dev/null
-for _ in $(seq 1 150); do
-    [ "$(timeout 2 redis-cli -p "$rp" INFO replication | tr -d '\r' |
-        sed -n 's/^connected_slaves://p')" = 1 ] && break
-    sleep 0.2
-done
+t_wait_replicas "$rp" 1 30
 
 say "25 new orders and the six again"
 for i in $(seq 1 25); do order "d$i"; done

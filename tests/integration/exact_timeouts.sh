@@ -73,12 +73,8 @@ sku=$(t_sku slowpart)
 t_sku_load "$sku" --total 100 --partitions 1 --per-user-limit 1
 pm=$(t_slot_owner "$(t_part_key "$sku" 0 st)")
 say "partition master on port $pm: DEBUG SLEEP 2.6 during the first order of u1"
-timeout 10 redis-cli -p "$pm" DEBUG SLEEP 2.6 >/dev/null &
-sleeper=$!
-sleep 0.2
-t_deduct "$sku" a1 u1 1
+t_deduct_asleep "$pm" 2.6 "$sku" a1 u1 1
 say "first order a1 answered $T_STATUS: $T_BODY"
-wait "$sleeper" || true
 sleep 3 # the node's sweep settles an unknown outcome after 1 s
 t_deduct "$sku" a2 u1 1
 second=$T_STATUS
@@ -103,12 +99,8 @@ t_audit "$sku"
 
 # ---- 1b. slower still: the re-run times out too, and the sweep settles ------------------
 say "partition master: DEBUG SLEEP 4.5 (the first send and the re-run both time out)"
-timeout 10 redis-cli -p "$pm" DEBUG SLEEP 4.5 >/dev/null &
-sleeper=$!
-sleep 0.2
-t_deduct "$sku" b1 u9 1
+t_deduct_asleep "$pm" 4.5 "$sku" b1 u9 1
 say "b1 answered $T_STATUS: $T_BODY"
-wait "$sleeper" || true
 orders_key="{s:$sku:0:$(t_rcli HGET "{s:$sku}:pool" t.0)}:o"
 for _ in $(seq 1 50); do
     [ "$(held_by "{u:$sku:u9}")" = 0 ] && break
@@ -185,12 +177,8 @@ say "pool master on port $pp (partition's on $pm): DEBUG SLEEP 2.6, then an orde
 # hash the first time) before the pool's master sleeps.
 t_deduct "$sku" warm-1 uw 1
 t_expect "a first unit" 200
-timeout 10 redis-cli -p "$pp" DEBUG SLEEP 2.6 >/dev/null &
-sleeper=$!
-sleep 0.2
-t_deduct "$sku" "$order" ur 9
+t_deduct_asleep "$pp" 2.6 "$sku" "$order" ur 9
 t_expect "the order of 9 that empties the active sub-domain (its refill meets the sleep)" 200
-wait "$sleeper" || true
 sleep 1.5 # the pool's retry timer runs every 500 ms
 grep -q "grant begin in doubt sku=$sku " "$T_DIR/scheduler.log" ||
     fail "the refill's GRANT_BEGIN did not meet the sleep (no 'grant begin in doubt' in the log)"

@@ -337,6 +337,27 @@ t_replicas_attached() {
     timeout 5 redis-cli -p "$1" INFO replication | tr -d '\r' | sed -n 's/^connected_slaves://p'
 }
 
+# t_wait_replicas PORT N TIMEOUT_S: waits until the master on PORT has N
+# replicas attached (or the bound passes; the caller asserts).
+t_wait_replicas() {
+    local deadline=$((SECONDS + $3))
+    until [ "$(t_replicas_attached "$1")" = "$2" ] || [ "$SECONDS" -ge "$deadline" ]; do
+        sleep 0.1
+    done
+}
+
+# t_deduct_asleep PORT SECONDS SKU ORDER USER QTY: DEBUG SLEEP on the Redis on
+# PORT, one deduction while it sleeps (T_STATUS/T_BODY as t_deduct), then
+# waits for the sleep to end.
+t_deduct_asleep() {
+    local sleeper
+    timeout $((${2%.*} + 8)) redis-cli -p "$1" DEBUG SLEEP "$2" >/dev/null &
+    sleeper=$!
+    sleep 0.2
+    t_deduct "$3" "$4" "$5" "$6"
+    wait "$sleeper" || true
+}
+
 # t_redis_pid PORT: the pid of the redis-server on PORT.
 t_redis_pid() {
     timeout 5 redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
