@@ -1139,6 +1139,58 @@ static sh_cluster_barrier_state pr_item_barrier(const pn_round *r, const pr_item
     return worst;
 }
 
+/* Before any DEDUCT: the claims and user entries the round relies on must be
+ * on a replica. A claim lost in a failover after its order was deducted would
+ * let a retry claim another partition and take the order twice; a lost user
+ * entry would let the user pass the limit. So one barrier confirms the masters
+ * round A touched (and any master an earlier barrier could not confirm); a
+ * deduction whose claim or entry is not confirmed is not sent: it answers 503
+ * and round C gives its entry back. Releases need no claim confirmed (a lost
+ * claim makes a release UNKNOWN_ORDER, never a second deduction). */
+static void pr_claims_durable(pn_round *r, const sh_wire_item *items, const bool *release,
+                              size_t n, sh_wire_result *res)
+{
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++) {
+        any = !r->it[i].done && !release[i];
+    }
+    if (!any) {
+        return;
+    }
+    int failed = 0;
+    r->stats.barriers++;
+    (void)sh_cluster_barrier(r->router, 1, r->cfg.wait_ms, &failed);
+    if (failed == 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pr_item *it = &r->it[i];
+        if (it->done || release[i]) {
+            continue;
+        }
+        sh_cluster_barrier_state b = sh_cluster_barrier_of(r->router, it->claim_key,
+                                                           it->claim_key_len);
+        if (it->incr) {
+            sh_cluster_barrier_state u =
+                sh_cluster_barrier_of(r->router, it->user_key, it->user_key_len);
+            b = u > b ? u : b;
+        }
+        if (b == SH_CLUSTER_B_OK) {
+            continue;
+        }
+        pr_finish(it, &res[i], SH_WIRE_OUT_UNAVAILABLE);
+        res[i].flags =
+            b == SH_CLUSTER_B_NO_REPLICA ? SH_WIRE_RES_F_NO_REPLICA : SH_WIRE_RES_F_NOT_REPLICATED;
+        r->stats.not_durable++;
+        if ((r->logged & PR_LOG_DURABLE) == 0) {
+            r->logged |= PR_LOG_DURABLE;
+            SH_WARN(PR_MOD, "claim not confirmed by a replica: answered 503 sku=%s order=%s why=%s",
+                    items[i].sku, items[i].order_id,
+                    b == SH_CLUSTER_B_NO_REPLICA ? "no_replica" : "replication_timeout");
+        }
+    }
+}
+
 /* Answers only what a replica holds: one barrier for the whole round, then
  * every answered item whose masters a replica did not confirm becomes
  * UNAVAILABLE. Its outcome stays recorded in Redis, so a retry after the
@@ -1603,6 +1655,9 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
     pr_begin(r, items, release, n, results);
     pr_resolve(r, items, release, n, results);
     pr_round_a(r, items, release, n, results);
+    if (r->cfg.durable) {
+        pr_claims_durable(r, items, release, n, results);
+    }
     pr_round_b(r, items, release, n, results);
     for (size_t i = 0; i < n; i++) {
         SH_ASSERT(r->it[i].done); /* every item has its answer before counters go back */

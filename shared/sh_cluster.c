@@ -1656,7 +1656,12 @@ sh_err sh_cluster_barrier(sh_cluster *c, int replicas, uint32_t wait_ms, int *fa
         }
     }
     for (int k = 0; k < n; k++) {
-        c->nodes[idx[k]].wrote = false; /* the barrier's own SET and ROLE are covered */
+        /* Confirmed: the barrier's own SET and ROLE are covered. Not confirmed:
+         * the master still holds writes no replica has, so the next barrier
+         * asks again, even if the caller only reads from it by then (a claim
+         * read back after a 503 must be confirmed before anything relies on it). */
+        cl_node *nd = &c->nodes[idx[k]];
+        nd->wrote = nd->barrier != SH_CLUSTER_B_OK;
     }
     c->stats.barriers++;
     c->stats.barrier_failures += (uint64_t)*failed_out;
