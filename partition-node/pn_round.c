@@ -1139,6 +1139,34 @@ static sh_cluster_barrier_state pr_item_barrier(const pn_round *r, const pr_item
     return worst;
 }
 
+/* Runs one barrier when want; returns true when some master was not confirmed. */
+static bool pr_barrier_failed(pn_round *r, bool want)
+{
+    if (!want) {
+        return false;
+    }
+    int failed = 0;
+    r->stats.barriers++;
+    (void)sh_cluster_barrier(r->router, 1, r->cfg.wait_ms, &failed);
+    return failed != 0;
+}
+
+/* Item i becomes 503 because a master it relies on is not confirmed (b). */
+static void pr_not_durable(pn_round *r, const sh_wire_item *item, sh_wire_result *res,
+                           sh_cluster_barrier_state b, const char *what)
+{
+    res->status = SH_WIRE_OUT_UNAVAILABLE;
+    res->flags =
+        b == SH_CLUSTER_B_NO_REPLICA ? SH_WIRE_RES_F_NO_REPLICA : SH_WIRE_RES_F_NOT_REPLICATED;
+    r->stats.not_durable++;
+    if ((r->logged & PR_LOG_DURABLE) == 0) {
+        r->logged |= PR_LOG_DURABLE;
+        SH_WARN(PR_MOD, "%s not confirmed by a replica: answered 503 sku=%s order=%s why=%s", what,
+                item->sku, item->order_id,
+                b == SH_CLUSTER_B_NO_REPLICA ? "no_replica" : "replication_timeout");
+    }
+}
+
 /* Before any DEDUCT: the claims and user entries the round relies on must be
  * on a replica. A claim lost in a failover after its order was deducted would
  * let a retry claim another partition and take the order twice; a lost user
@@ -1147,20 +1175,14 @@ static sh_cluster_barrier_state pr_item_barrier(const pn_round *r, const pr_item
  * deduction whose claim or entry is not confirmed is not sent: it answers 503
  * and round C gives its entry back. Releases need no claim confirmed (a lost
  * claim makes a release UNKNOWN_ORDER, never a second deduction). */
-static void pr_claims_durable(pn_round *r, const sh_wire_item *items, const bool *release,
-                              size_t n, sh_wire_result *res)
+static void pr_claims_durable(pn_round *r, const sh_wire_item *items, const bool *release, size_t n,
+                              sh_wire_result *res)
 {
     bool any = false;
     for (size_t i = 0; i < n && !any; i++) {
         any = !r->it[i].done && !release[i];
     }
-    if (!any) {
-        return;
-    }
-    int failed = 0;
-    r->stats.barriers++;
-    (void)sh_cluster_barrier(r->router, 1, r->cfg.wait_ms, &failed);
-    if (failed == 0) {
+    if (!pr_barrier_failed(r, any)) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1168,25 +1190,16 @@ static void pr_claims_durable(pn_round *r, const sh_wire_item *items, const bool
         if (it->done || release[i]) {
             continue;
         }
-        sh_cluster_barrier_state b = sh_cluster_barrier_of(r->router, it->claim_key,
-                                                           it->claim_key_len);
+        sh_cluster_barrier_state b =
+            sh_cluster_barrier_of(r->router, it->claim_key, it->claim_key_len);
         if (it->incr) {
             sh_cluster_barrier_state u =
                 sh_cluster_barrier_of(r->router, it->user_key, it->user_key_len);
             b = u > b ? u : b;
         }
-        if (b == SH_CLUSTER_B_OK) {
-            continue;
-        }
-        pr_finish(it, &res[i], SH_WIRE_OUT_UNAVAILABLE);
-        res[i].flags =
-            b == SH_CLUSTER_B_NO_REPLICA ? SH_WIRE_RES_F_NO_REPLICA : SH_WIRE_RES_F_NOT_REPLICATED;
-        r->stats.not_durable++;
-        if ((r->logged & PR_LOG_DURABLE) == 0) {
-            r->logged |= PR_LOG_DURABLE;
-            SH_WARN(PR_MOD, "claim not confirmed by a replica: answered 503 sku=%s order=%s why=%s",
-                    items[i].sku, items[i].order_id,
-                    b == SH_CLUSTER_B_NO_REPLICA ? "no_replica" : "replication_timeout");
+        if (b != SH_CLUSTER_B_OK) {
+            it->done = true;
+            pr_not_durable(r, &items[i], &res[i], b, "claim");
         }
     }
 }
@@ -1203,13 +1216,8 @@ static void pr_durable(pn_round *r, const sh_wire_item *items, const bool *relea
     for (size_t i = 0; i < n && !any; i++) {
         any = r->it[i].sent;
     }
-    if (!any) {
-        return; /* nothing reached a script: every answer is an error already */
-    }
-    int failed = 0;
-    r->stats.barriers++;
-    (void)sh_cluster_barrier(r->router, 1, r->cfg.wait_ms, &failed);
-    if (failed == 0) {
+    /* When nothing reached a script every answer is an error already. */
+    if (!pr_barrier_failed(r, any)) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1218,18 +1226,8 @@ static void pr_durable(pn_round *r, const sh_wire_item *items, const bool *relea
             continue;
         }
         sh_cluster_barrier_state b = pr_item_barrier(r, it, release[i]);
-        if (b == SH_CLUSTER_B_OK) {
-            continue;
-        }
-        res[i].status = SH_WIRE_OUT_UNAVAILABLE;
-        res[i].flags =
-            b == SH_CLUSTER_B_NO_REPLICA ? SH_WIRE_RES_F_NO_REPLICA : SH_WIRE_RES_F_NOT_REPLICATED;
-        r->stats.not_durable++;
-        if ((r->logged & PR_LOG_DURABLE) == 0) {
-            r->logged |= PR_LOG_DURABLE;
-            SH_WARN(PR_MOD, "round not confirmed by a replica: answered 503 sku=%s order=%s why=%s",
-                    items[i].sku, items[i].order_id,
-                    b == SH_CLUSTER_B_NO_REPLICA ? "no_replica" : "replication_timeout");
+        if (b != SH_CLUSTER_B_OK) {
+            pr_not_durable(r, &items[i], &res[i], b, "round");
         }
     }
 }
