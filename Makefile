@@ -23,7 +23,7 @@ LDFLAGS_ALL += -fsanitize=$(SANITIZER)
 endif
 
 LIB_EVENT  := -levent_pthreads -levent
-LIB_HIREDIS := -lhiredis
+LIB_HIREDIS := -lhiredis -lz # zlib: crc32, the audit's detail checksum (sh_audit)
 LIB_NNG    := -lnng -pthread
 LIB_CJSON  := -lcjson
 LIB_INIH   := -linih

@@ -21,6 +21,9 @@
  * them as lossy doubles, LIBRARY-NOTES 6). */
 #include "sch_admin.h"
 
+#include "sch_audit.h"
+#include "sch_jobs.h"
+#include "sch_json.h"
 #include "sch_sync.h"
 
 #include "sh_audit.h"
@@ -68,57 +71,19 @@ typedef struct sch_admin_client {
     struct sch_admin *admin;
     struct bufferevent *bev;
     struct sch_admin_client *prev, *next;
-    int eof;    /* the peer shut its write side: answer what is buffered, then close */
-    int paused; /* reading stopped until queued replies drain */
+    int eof;      /* the peer shut its write side: answer what is buffered, then close */
+    int paused;   /* reading stopped until queued replies drain */
+    sch_job *job; /* a command running on the operator thread: its reply comes first */
 } sch_admin_client;
 
 struct sch_admin {
     sch_ctx *ctx;
     struct evconnlistener *listener;
+    sch_jobs *jobs;            /* the operator thread (audit) */
     sch_admin_client *clients; /* doubly linked, newest first */
     size_t nclients;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
-
-/* A failed command: one of the error codes of sch_admin.h and a message. */
-typedef struct sch_admin_fail {
-    const char *code;
-    char message[SCH_ADMIN_MESSAGE_BYTES];
-} sch_admin_fail;
-
-static void sch_admin_failf(sch_admin_fail *f, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void sch_admin_failf(sch_admin_fail *f, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    f->code = code;
-    va_start(ap, fmt);
-    vsnprintf(f->message, sizeof f->message, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- JSON helpers -------------------------------------------------------
- * Each returns 0 on success, -1 when cJSON could not allocate. */
-
-static int sch_admin_add_i64(cJSON *o, const char *key, int64_t v)
-{
-    char digits[24];
-    snprintf(digits, sizeof digits, "%" PRId64, v);
-    return cJSON_AddRawToObject(o, key, digits) ? 0 : -1;
-}
-
-static int sch_admin_add_u64(cJSON *o, const char *key, uint64_t v)
-{
-    char digits[24];
-    snprintf(digits, sizeof digits, "%" PRIu64, v);
-    return cJSON_AddRawToObject(o, key, digits) ? 0 : -1;
-}
-
-static int sch_admin_add_bool(cJSON *o, const char *key, int v)
-{
-    return cJSON_AddBoolToObject(o, key, v ? 1 : 0) ? 0 : -1;
-}
 
 /* Adds a string held in a fixed array that the registry keeps NUL-terminated;
  * copied with a bound anyway so a missing NUL cannot make us read past it. */
@@ -137,7 +102,7 @@ static int sch_admin_add_fixed(cJSON *o, const char *key, const char *s, size_t 
 /* Refuses keys other than those listed: a typo such as "min_chnk" must not be
  * silently ignored and leave a default in its place. */
 static int sch_admin_check_keys(const cJSON *req, const char *const *allowed, size_t nallowed,
-                                sch_admin_fail *f)
+                                sch_fail *f)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, req)
@@ -149,8 +114,7 @@ static int sch_admin_check_keys(const cJSON *req, const char *const *allowed, si
             }
         }
         if (i == nallowed) {
-            sch_admin_failf(f, "bad_request", "unknown field '%.64s'",
-                            it->string ? it->string : "");
+            sch_failf(f, "bad_request", "unknown field '%.64s'", it->string ? it->string : "");
             return -1;
         }
     }
@@ -162,7 +126,7 @@ static int sch_admin_check_keys(const cJSON *req, const char *const *allowed, si
  * number with no fraction within [lo, hi]; lo and hi lie within +-2^53, where
  * doubles are exact. */
 static int sch_admin_get_int(const cJSON *req, const char *key, int64_t lo, int64_t hi,
-                             int *present, int64_t *out, sch_admin_fail *f)
+                             int *present, int64_t *out, sch_fail *f)
 {
     SH_ASSERT(lo <= hi && lo > -(1LL << 53) && hi < (1LL << 53));
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(req, key);
@@ -172,21 +136,21 @@ static int sch_admin_get_int(const cJSON *req, const char *key, int64_t lo, int6
             return 0;
         }
     } else if (it == NULL) {
-        sch_admin_failf(f, "bad_request", "missing field '%s'", key);
+        sch_failf(f, "bad_request", "missing field '%s'", key);
         return -1;
     }
     if (!cJSON_IsNumber(it)) {
-        sch_admin_failf(f, "bad_request", "'%s' must be a number", key);
+        sch_failf(f, "bad_request", "'%s' must be a number", key);
         return -1;
     }
     double d = it->valuedouble;
     if (!(d >= (double)lo && d <= (double)hi)) { /* also refuses NaN */
-        sch_admin_failf(f, "bad_request", "'%s' must be within %" PRId64 "..%" PRId64, key, lo, hi);
+        sch_failf(f, "bad_request", "'%s' must be within %" PRId64 "..%" PRId64, key, lo, hi);
         return -1;
     }
     int64_t v = (int64_t)d;
     if ((double)v != d) {
-        sch_admin_failf(f, "bad_request", "'%s' must be an integer", key);
+        sch_failf(f, "bad_request", "'%s' must be an integer", key);
         return -1;
     }
     *out = v;
@@ -194,23 +158,23 @@ static int sch_admin_get_int(const cJSON *req, const char *key, int64_t lo, int6
 }
 
 /* Reads a SKU id field and validates it (sh_id_check_sku) into buf. */
-static int sch_admin_get_sku(const cJSON *req, char *buf, size_t cap, sch_admin_fail *f)
+static int sch_admin_get_sku(const cJSON *req, char *buf, size_t cap, sch_fail *f)
 {
     SH_ASSERT(cap > SH_SKU_ID_CHARS_MAX);
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(req, "sku");
     if (it == NULL) {
-        sch_admin_failf(f, "bad_request", "missing field 'sku'");
+        sch_failf(f, "bad_request", "missing field 'sku'");
         return -1;
     }
     if (!cJSON_IsString(it) || it->valuestring == NULL) {
-        sch_admin_failf(f, "bad_request", "'sku' must be a string");
+        sch_failf(f, "bad_request", "'sku' must be a string");
         return -1;
     }
     size_t n = strlen(it->valuestring);
     sh_err rc = sh_id_check_sku(it->valuestring, n);
     if (rc != SH_OK) {
-        sch_admin_failf(f, "bad_request", "'sku' must be 1..%d characters of [A-Za-z0-9_.-] (%s)",
-                        SH_SKU_ID_CHARS_MAX, sh_strerror(rc));
+        sch_failf(f, "bad_request", "'sku' must be 1..%d characters of [A-Za-z0-9_.-] (%s)",
+                  SH_SKU_ID_CHARS_MAX, sh_strerror(rc));
         return -1;
     }
     memcpy(buf, it->valuestring, n + 1);
@@ -219,17 +183,6 @@ static int sch_admin_get_sku(const cJSON *req, char *buf, size_t cap, sch_admin_
 
 /* ---- commands -----------------------------------------------------------
  * Each returns a reply object ({"ok":true,...}), or NULL with *f filled. */
-
-static cJSON *sch_admin_reply_ok(sch_admin_fail *f)
-{
-    cJSON *r = cJSON_CreateObject();
-    if (r == NULL || sch_admin_add_bool(r, "ok", 1) != 0) {
-        cJSON_Delete(r);
-        sch_admin_failf(f, "internal", "out of memory");
-        return NULL;
-    }
-    return r;
-}
 
 /* lag: the partition's sync lag read from Redis, NULL when it could not be read. */
 static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag *lag)
@@ -243,19 +196,18 @@ static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag
         return -1;
     }
     double rate = isfinite(p->rate_units_per_s) ? p->rate_units_per_s : 0.0;
-    if (sch_admin_add_i64(o, "index", p->index) != 0 ||
-        sch_admin_add_i64(o, "salt", p->salt) != 0 || sch_admin_add_i64(o, "node", p->node) != 0 ||
+    if (sch_json_i64(o, "index", p->index) != 0 || sch_json_i64(o, "salt", p->salt) != 0 ||
+        sch_json_i64(o, "node", p->node) != 0 ||
         sch_admin_add_fixed(o, "master", p->master, sizeof p->master) != 0 ||
         cJSON_AddStringToObject(o, "state",
                                 p->diverged ? "diverged"
                                 : p->closed ? "closed"
                                             : "open") == NULL ||
-        sch_admin_add_i64(o, "active", p->active) != 0 || sch_admin_add_i64(o, "s0", p->s0) != 0 ||
-        sch_admin_add_i64(o, "s1", p->s1) != 0 ||
-        sch_admin_add_i64(o, "deducted", p->deducted) != 0 ||
-        sch_admin_add_u64(o, "seq", p->seq) != 0 || sch_admin_add_u64(o, "flips", p->flips) != 0 ||
-        sch_admin_add_u64(o, "grants", p->grants) != 0 ||
-        sch_admin_add_i64(o, "inflight", p->inflight_units) != 0 ||
+        sch_json_i64(o, "active", p->active) != 0 || sch_json_i64(o, "s0", p->s0) != 0 ||
+        sch_json_i64(o, "s1", p->s1) != 0 || sch_json_i64(o, "deducted", p->deducted) != 0 ||
+        sch_json_u64(o, "seq", p->seq) != 0 || sch_json_u64(o, "flips", p->flips) != 0 ||
+        sch_json_u64(o, "grants", p->grants) != 0 ||
+        sch_json_i64(o, "inflight", p->inflight_units) != 0 ||
         cJSON_AddNumberToObject(o, "rate_units_per_s", rate) == NULL) {
         return -1;
     }
@@ -263,17 +215,17 @@ static int sch_admin_part_json(cJSON *arr, const sch_part *p, const sh_audit_lag
         /* Pool work a failed step left; the retry timer finishes it. */
         uint64_t now = sh_clock_mono_ms();
         cJSON *pw = cJSON_AddObjectToObject(o, "pending_work");
-        if (pw == NULL || sch_admin_add_u64(pw, "grant_id", p->stuck_grant_id) != 0 ||
-            sch_admin_add_i64(pw, "grant_units", p->stuck_grant_units) != 0 ||
-            sch_admin_add_u64(pw, "doubt_grant_id", p->doubt_grant_id) != 0 ||
-            sch_admin_add_u64(pw, "return_id", p->return_id) != 0 ||
-            sch_admin_add_u64(pw, "age_ms", now - p->pending_since_ms) != 0) {
+        if (pw == NULL || sch_json_u64(pw, "grant_id", p->stuck_grant_id) != 0 ||
+            sch_json_i64(pw, "grant_units", p->stuck_grant_units) != 0 ||
+            sch_json_u64(pw, "doubt_grant_id", p->doubt_grant_id) != 0 ||
+            sch_json_u64(pw, "return_id", p->return_id) != 0 ||
+            sch_json_u64(pw, "age_ms", now - p->pending_since_ms) != 0) {
             return -1;
         }
     }
     if (lag != NULL &&
-        (sch_admin_add_u64(o, "details_pending", lag->details_pending) != 0 ||
-         sch_admin_add_u64(o, "oldest_pending_age_ms", lag->oldest_pending_age_ms) != 0)) {
+        (sch_json_u64(o, "details_pending", lag->details_pending) != 0 ||
+         sch_json_u64(o, "oldest_pending_age_ms", lag->oldest_pending_age_ms) != 0)) {
         return -1;
     }
     return 0;
@@ -293,16 +245,14 @@ static int sch_admin_sku_json(cJSON *arr, const sch_sku *s, struct sh_cluster *r
     }
     if (sch_admin_add_fixed(o, "sku", s->id, sizeof s->id) != 0 ||
         sch_admin_add_fixed(o, "name", s->name, sizeof s->name) != 0 ||
-        sch_admin_add_i64(o, "total", s->total) != 0 ||
-        sch_admin_add_i64(o, "avail", s->avail) != 0 ||
-        sch_admin_add_i64(o, "pending", s->pending_units) != 0 ||
-        sch_admin_add_i64(o, "remaining", sch_sku_remaining(s)) != 0 ||
-        sch_admin_add_u64(o, "per_user_limit", s->per_user_limit) != 0 ||
-        sch_admin_add_i64(o, "start_ms", s->start_ms) != 0 ||
-        sch_admin_add_u64(o, "min_chunk", s->min_chunk) != 0 ||
-        sch_admin_add_u64(o, "max_chunk", s->max_chunk) != 0 ||
-        sch_admin_add_u64(o, "ok", s->ok) != 0 ||
-        sch_admin_add_u64(o, "sold_out", s->sold_out) != 0) {
+        sch_json_i64(o, "total", s->total) != 0 || sch_json_i64(o, "avail", s->avail) != 0 ||
+        sch_json_i64(o, "pending", s->pending_units) != 0 ||
+        sch_json_i64(o, "remaining", sch_sku_remaining(s)) != 0 ||
+        sch_json_u64(o, "per_user_limit", s->per_user_limit) != 0 ||
+        sch_json_i64(o, "start_ms", s->start_ms) != 0 ||
+        sch_json_u64(o, "min_chunk", s->min_chunk) != 0 ||
+        sch_json_u64(o, "max_chunk", s->max_chunk) != 0 || sch_json_u64(o, "ok", s->ok) != 0 ||
+        sch_json_u64(o, "sold_out", s->sold_out) != 0) {
         return -1;
     }
     cJSON *parts = cJSON_AddArrayToObject(o, "partitions");
@@ -333,17 +283,17 @@ static int sch_admin_sku_json(cJSON *arr, const sch_sku *s, struct sh_cluster *r
     return 0;
 }
 
-static cJSON *sch_admin_cmd_registry(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static cJSON *sch_admin_cmd_registry(sch_admin *a, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd"};
     if (sch_admin_check_keys(req, keys, 1, f) != 0) {
         return NULL;
     }
     if (a->ctx->reg == NULL) {
-        sch_admin_failf(f, "internal", "the registry is not available");
+        sch_failf(f, "internal", "the registry is not available");
         return NULL;
     }
-    cJSON *r = sch_admin_reply_ok(f);
+    cJSON *r = sch_json_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
@@ -355,7 +305,7 @@ static cJSON *sch_admin_cmd_registry(sch_admin *a, const cJSON *req, sch_admin_f
     for (size_t i = 0; i < n; i++) {
         const sch_sku *s = sch_registry_at(a->ctx->reg, i);
         if (s == NULL) {
-            sch_admin_failf(f, "internal", "registry entry %zu of %zu missing", i, n);
+            sch_failf(f, "internal", "registry entry %zu of %zu missing", i, n);
             cJSON_Delete(r);
             return NULL;
         }
@@ -366,7 +316,7 @@ static cJSON *sch_admin_cmd_registry(sch_admin *a, const cJSON *req, sch_admin_f
     return r;
 oom:
     cJSON_Delete(r);
-    sch_admin_failf(f, "internal", "out of memory building the registry reply");
+    sch_failf(f, "internal", "out of memory building the registry reply");
     return NULL;
 }
 
@@ -379,7 +329,7 @@ typedef struct sch_admin_load {
 } sch_admin_load;
 
 /* Validates a sku_load request into *l. */
-static int sch_admin_parse_load(const cJSON *req, sch_admin_load *l, sch_admin_fail *f)
+static int sch_admin_parse_load(const cJSON *req, sch_admin_load *l, sch_fail *f)
 {
     static const char *const keys[] = {"cmd",       "sku",       "total",    "partitions",
                                        "min_chunk", "max_chunk", "start_ms", "per_user_limit",
@@ -410,17 +360,17 @@ static int sch_admin_parse_load(const cJSON *req, sch_admin_load *l, sch_admin_f
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
     l->has_name = name != NULL;
     if (has_total != has_parts) {
-        sch_admin_failf(f, "bad_request",
-                        "'total' and 'partitions' go together (give neither to load the catalog "
-                        "row as it is)");
+        sch_failf(f, "bad_request",
+                  "'total' and 'partitions' go together (give neither to load the catalog "
+                  "row as it is)");
         return -1;
     }
     l->has_row = has_total;
     if (!l->has_row) {
         if (l->has_min || l->has_max || l->has_start || l->has_pul || l->has_name) {
-            sch_admin_failf(f, "bad_request",
-                            "sale parameters need 'total' and 'partitions' (they create the "
-                            "catalog row)");
+            sch_failf(f, "bad_request",
+                      "sale parameters need 'total' and 'partitions' (they create the "
+                      "catalog row)");
             return -1;
         }
         return 0;
@@ -440,25 +390,23 @@ static int sch_admin_parse_load(const cJSON *req, sch_admin_load *l, sch_admin_f
         maxc = SCH_ADMIN_CHUNK_MAX_DEFAULT > minc ? SCH_ADMIN_CHUNK_MAX_DEFAULT : minc;
     }
     if (minc > maxc) {
-        sch_admin_failf(f, "bad_request", "min_chunk %" PRId64 " exceeds max_chunk %" PRId64, minc,
-                        maxc);
+        sch_failf(f, "bad_request", "min_chunk %" PRId64 " exceeds max_chunk %" PRId64, minc, maxc);
         return -1;
     }
     if (name != NULL) {
         if (!cJSON_IsString(name) || name->valuestring == NULL) {
-            sch_admin_failf(f, "bad_request", "'name' must be a string");
+            sch_failf(f, "bad_request", "'name' must be a string");
             return -1;
         }
         size_t n = strlen(name->valuestring);
         if (n > SH_SKU_NAME_CHARS_MAX) {
-            sch_admin_failf(f, "bad_request", "'name' is longer than %d bytes",
-                            SH_SKU_NAME_CHARS_MAX);
+            sch_failf(f, "bad_request", "'name' is longer than %d bytes", SH_SKU_NAME_CHARS_MAX);
             return -1;
         }
         for (size_t i = 0; i < n; i++) {
             unsigned char ch = (unsigned char)name->valuestring[i];
             if (ch < 0x20 || ch == 0x7f) {
-                sch_admin_failf(f, "bad_request", "'name' holds a control character");
+                sch_failf(f, "bad_request", "'name' holds a control character");
                 return -1;
             }
         }
@@ -500,20 +448,20 @@ static void sch_admin_spec_to_row(const sch_sku_spec *spec, sh_wire_sku *row)
  * cannot know (the id is the one asked for, byte for byte; a start the admin
  * socket could not have taken). */
 static int sch_admin_row_to_spec(const sh_wire_sku *row, const char *sku, sch_sku_spec *spec,
-                                 sch_admin_fail *f)
+                                 sch_fail *f)
 {
     if (strcmp(row->sku_id, sku) != 0) {
         /* sku.sku_id compares case-insensitively in MySQL (utf8mb4_unicode_ci),
          * Redis keys do not: loading one under the other's name would split it. */
-        sch_admin_failf(f, "catalog_conflict",
-                        "the catalog answered row '%s' for SKU '%s' (MySQL compares ids without "
-                        "case); use the catalog's id",
-                        row->sku_id, sku);
+        sch_failf(f, "catalog_conflict",
+                  "the catalog answered row '%s' for SKU '%s' (MySQL compares ids without "
+                  "case); use the catalog's id",
+                  row->sku_id, sku);
         return -1;
     }
     if (row->start_ms > SCH_ADMIN_START_MS_MAX ||
         sh_id_check_sku(row->sku_id, row->sku_id_len) != SH_OK) {
-        sch_admin_failf(f, "catalog_conflict", "the catalog row of '%s' is out of range", sku);
+        sch_failf(f, "catalog_conflict", "the catalog row of '%s' is out of range", sku);
         return -1;
     }
     memset(spec, 0, sizeof *spec);
@@ -532,16 +480,16 @@ static int sch_admin_row_to_spec(const sh_wire_sku *row, const char *sku, sch_sk
  * rep->status SH_OK; -1 with *f filled otherwise (unknown SKU, conflict, no
  * worker). */
 static int sch_admin_catalog(sch_admin *a, const sh_wire_catalog_req *req, sh_wire_catalog_rep *rep,
-                             sh_wire_sku *row, size_t *nrows, sch_admin_fail *f)
+                             sh_wire_sku *row, size_t *nrows, sch_fail *f)
 {
     if (a->ctx->sync == NULL) {
-        sch_admin_failf(f, "internal", "no sync worker links");
+        sch_failf(f, "internal", "no sync worker links");
         return -1;
     }
     char why[SCH_ADMIN_MESSAGE_BYTES];
     sh_err rc = sch_sync_catalog(a->ctx->sync, req, rep, row, nrows, why, sizeof why);
     if (rc != SH_OK) {
-        sch_admin_failf(f, "unavailable", "the catalog (MySQL) did not answer: %s", why);
+        sch_failf(f, "unavailable", "the catalog (MySQL) did not answer: %s", why);
         SH_WARN("admin", "catalog request failed sku=%s err=%s why=\"%s\"", req->sku.sku_id,
                 sh_strerror(rc), why);
         return -1;
@@ -549,28 +497,26 @@ static int sch_admin_catalog(sch_admin *a, const sh_wire_catalog_req *req, sh_wi
     switch (rep->status) {
     case SH_OK:
         if (req->op != SH_WIRE_CAT_LIST && *nrows != 1) {
-            sch_admin_failf(f, "internal", "the catalog answered without the row of %s",
-                            req->sku.sku_id);
+            sch_failf(f, "internal", "the catalog answered without the row of %s", req->sku.sku_id);
             return -1;
         }
         return 0;
     case SH_ENOTFOUND:
-        sch_admin_failf(f, "unknown_sku", "no SKU '%s' in the catalog (MySQL)%s", req->sku.sku_id,
-                        req->op == SH_WIRE_CAT_GET ? "; give total and partitions to create it"
-                                                   : "");
+        sch_failf(f, "unknown_sku", "no SKU '%s' in the catalog (MySQL)%s", req->sku.sku_id,
+                  req->op == SH_WIRE_CAT_GET ? "; give total and partitions to create it" : "");
         return -1;
     case SH_EEXIST:
-        sch_admin_failf(f, req->op == SH_WIRE_CAT_RESTOCK ? "restock_conflict" : "catalog_conflict",
-                        "%s", rep->message);
+        sch_failf(f, req->op == SH_WIRE_CAT_RESTOCK ? "restock_conflict" : "catalog_conflict", "%s",
+                  rep->message);
         return -1;
     case SH_EINVAL:
     case SH_ERANGE:
-        sch_admin_failf(f, "bad_request", "the catalog refused it: %s (%s)", rep->message,
-                        sh_strerror(rep->status));
+        sch_failf(f, "bad_request", "the catalog refused it: %s (%s)", rep->message,
+                  sh_strerror(rep->status));
         return -1;
     default:
-        sch_admin_failf(f, "internal", "the catalog answered %s: %s", sh_strerror(rep->status),
-                        rep->message);
+        sch_failf(f, "internal", "the catalog answered %s: %s", sh_strerror(rep->status),
+                  rep->message);
         return -1;
     }
 }
@@ -630,14 +576,14 @@ static void sch_admin_load_diff(const sch_admin_load *l, const sh_wire_sku *row,
  * STORED row is what the pool loads, so loading again, with the same or with
  * other numbers, changes nothing (and says so). A crash between the two steps
  * heals on the next load: the row is there, the pool is created from it. */
-static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_fail *f)
 {
     sch_admin_load l;
     if (sch_admin_parse_load(req, &l, f) != 0) {
         return NULL;
     }
     if (a->ctx->pool == NULL || a->ctx->reg == NULL) {
-        sch_admin_failf(f, "internal", "the pool is not available");
+        sch_failf(f, "internal", "the pool is not available");
         return NULL;
     }
     sh_wire_catalog_req creq;
@@ -680,8 +626,8 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
         /* Refusals of the request itself are the caller's to fix; the rest
          * (Redis, cluster, memory) are ours. */
         int theirs = rc == SH_EINVAL || rc == SH_ERANGE || rc == SH_ELIMIT || rc == SH_EEXIST;
-        sch_admin_failf(f, theirs ? "bad_request" : "internal", "sku load %s: %s%s%s", spec.id,
-                        sh_strerror(rc), msg[0] ? ": " : "", msg);
+        sch_failf(f, theirs ? "bad_request" : "internal", "sku load %s: %s%s%s", spec.id,
+                  sh_strerror(rc), msg[0] ? ": " : "", msg);
         SH_WARN("admin", "sku load failed sku=%s rc=%s msg=\"%s\"", spec.id, sh_strerror(rc), msg);
         return NULL;
     }
@@ -699,19 +645,19 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
     SH_INFO("admin",
             "sku load sku=%s created=%d row_created=%d total=%" PRId64 " partitions=%u note=\"%s\"",
             spec.id, created ? 1 : 0, row_created, spec.total, (unsigned)spec.partitions, note);
-    cJSON *r = sch_admin_reply_ok(f);
+    cJSON *r = sch_json_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
-    if (sch_admin_add_bool(r, "created", created) != 0 ||
-        sch_admin_add_bool(r, "row_created", row_created) != 0 ||
+    if (sch_json_bool(r, "created", created) != 0 ||
+        sch_json_bool(r, "row_created", row_created) != 0 ||
         cJSON_AddStringToObject(r, "sku", spec.id) == NULL ||
-        sch_admin_add_i64(r, "total", s != NULL ? s->total : spec.total) != 0 ||
-        sch_admin_add_i64(r, "partitions", s != NULL ? s->nparts : spec.partitions) != 0 ||
-        sch_admin_add_i64(r, "catalog_total", spec.total) != 0 ||
+        sch_json_i64(r, "total", s != NULL ? s->total : spec.total) != 0 ||
+        sch_json_i64(r, "partitions", s != NULL ? s->nparts : spec.partitions) != 0 ||
+        sch_json_i64(r, "catalog_total", spec.total) != 0 ||
         (note[0] != '\0' && cJSON_AddStringToObject(r, "note", note) == NULL)) {
         cJSON_Delete(r);
-        sch_admin_failf(f, "internal", "out of memory");
+        sch_failf(f, "internal", "out of memory");
         return NULL;
     }
     return r;
@@ -721,7 +667,7 @@ static cJSON *sch_admin_cmd_sku_load(sch_admin *a, const cJSON *req, sch_admin_f
  * the pool once per restock id (Redis). The Redis step runs also when the
  * catalog says "already applied", so a crash between the two heals when the
  * operator repeats the command; each step is idempotent by the id. */
-static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd", "sku", "units", "restock_id"};
     if (sch_admin_check_keys(req, keys, sizeof keys / sizeof keys[0], f) != 0) {
@@ -735,28 +681,28 @@ static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_admi
     }
     const cJSON *rid = cJSON_GetObjectItemCaseSensitive(req, "restock_id");
     if (rid == NULL) {
-        sch_admin_failf(f, "bad_request", "missing field 'restock_id'");
+        sch_failf(f, "bad_request", "missing field 'restock_id'");
         return NULL;
     }
     if (!cJSON_IsString(rid) || rid->valuestring == NULL ||
         sh_id_check_order(rid->valuestring, strlen(rid->valuestring)) != SH_OK) {
-        sch_admin_failf(f, "bad_request",
-                        "'restock_id' must be a string of 1..%d characters of [A-Za-z0-9_.:-]",
-                        SH_RESTOCK_ID_CHARS_MAX);
+        sch_failf(f, "bad_request",
+                  "'restock_id' must be a string of 1..%d characters of [A-Za-z0-9_.:-]",
+                  SH_RESTOCK_ID_CHARS_MAX);
         return NULL;
     }
     _Static_assert(SH_ORDER_ID_CHARS_MAX <= SH_RESTOCK_ID_CHARS_MAX,
                    "a restock id checked like an order id fits the restock table");
     const char *restock_id = rid->valuestring;
     if (a->ctx->pool == NULL || a->ctx->reg == NULL) {
-        sch_admin_failf(f, "internal", "the pool is not available");
+        sch_failf(f, "internal", "the pool is not available");
         return NULL;
     }
     /* Loaded first: a restock of a SKU the pool does not hold would change the
      * catalog and leave Redis behind with nothing to heal it. */
     sch_sku *s = sch_registry_find(a->ctx->reg, sku, strlen(sku));
     if (s == NULL) {
-        sch_admin_failf(f, "unknown_sku", "SKU '%s' is not loaded (sku load it first)", sku);
+        sch_failf(f, "unknown_sku", "SKU '%s' is not loaded (sku load it first)", sku);
         return NULL;
     }
     sh_wire_catalog_req creq;
@@ -779,10 +725,10 @@ static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_admi
     int pool_applied = 0;
     rc = sch_pool_restock(a->ctx->pool, s, restock_id, units, &pool_applied);
     if (rc != SH_OK) {
-        sch_admin_failf(f, "internal",
-                        "restock %s: the catalog holds it%s, the pool failed (%s); repeat the "
-                        "same command to finish it",
-                        restock_id, catalog_applied ? " now" : "", sh_strerror(rc));
+        sch_failf(f, "internal",
+                  "restock %s: the catalog holds it%s, the pool failed (%s); repeat the "
+                  "same command to finish it",
+                  restock_id, catalog_applied ? " now" : "", sh_strerror(rc));
         SH_WARN("admin", "restock pool step failed sku=%s id=%s err=%s", sku, restock_id,
                 sh_strerror(rc));
         return NULL;
@@ -794,569 +740,103 @@ static cJSON *sch_admin_cmd_sku_restock(sch_admin *a, const cJSON *req, sch_admi
             "restock sku=%s id=%s units=%" PRId64 " catalog_applied=%d pool_applied=%d "
             "total=%" PRId64,
             sku, restock_id, units, catalog_applied, pool_applied, s->total);
-    cJSON *r = sch_admin_reply_ok(f);
+    cJSON *r = sch_json_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
     if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
         cJSON_AddStringToObject(r, "restock_id", restock_id) == NULL ||
-        sch_admin_add_i64(r, "units", units) != 0 ||
-        sch_admin_add_bool(r, "applied", catalog_applied || pool_applied) != 0 ||
-        sch_admin_add_bool(r, "catalog_applied", catalog_applied) != 0 ||
-        sch_admin_add_bool(r, "pool_applied", pool_applied) != 0 ||
-        sch_admin_add_i64(r, "total", s->total) != 0 ||
-        sch_admin_add_i64(r, "catalog_total", row.total) != 0) {
+        sch_json_i64(r, "units", units) != 0 ||
+        sch_json_bool(r, "applied", catalog_applied || pool_applied) != 0 ||
+        sch_json_bool(r, "catalog_applied", catalog_applied) != 0 ||
+        sch_json_bool(r, "pool_applied", pool_applied) != 0 ||
+        sch_json_i64(r, "total", s->total) != 0 ||
+        sch_json_i64(r, "catalog_total", row.total) != 0) {
         cJSON_Delete(r);
-        sch_admin_failf(f, "internal", "out of memory");
+        sch_failf(f, "internal", "out of memory");
         return NULL;
     }
     return r;
 }
 
-/* ---- audit ------------------------------------------------------------------
- * Redis's own invariants (sh_audit: conservation, signs, oversell) plus the
- * comparison with MySQL (DESIGN.md 8.3), partition by partition:
- *
- *   exactness       Redis ded == SUM(qty) of MySQL's detail rows + qty of the
- *                   details still pending in Redis (seq > synced_seq), and
- *                   stock_partition.deducted == that SUM(qty)
- *   each detail once  COUNT(*) == detail_rows == synced_seq == MAX(seq)
- *   no lost detail  Redis seq == synced_seq + pending count, the pending
- *                   details being exactly synced_seq+1 .. seq
- *
- * One pass reads Redis first (counters, then each stream from ack+1 up to the
- * seq just read), then MySQL through a sync worker. That order tolerates the
- * node shipping meanwhile: a trim after the Redis read removes only details
- * MySQL committed before acking them, which MySQL's later read then counts.
- * Traffic can still make a pass inconsistent (MySQL overtaking the Redis read),
- * so passes repeat, SCH_ADMIN_AUDIT_PAUSE_MS apart, until one is consistent
- * or two in a row read the same numbers (then what is broken is broken), at
- * most SCH_ADMIN_AUDIT_PASSES_MAX times; otherwise the reply says stable:false.
- * The pauses hold the loop thread (see sch_sync.h): an operator's command. */
+/* ---- commands on the operator thread -------------------------------------
+ * The audit (sch_audit.h) runs on the operator thread (sch_jobs.h): the
+ * command only takes what the loop thread knows, queues the job and answers
+ * when it is done. Meanwhile that client's next lines wait; other clients and
+ * every deduction go on. */
 
-#define SCH_ADMIN_AUDIT_PASSES_MAX  10
-#define SCH_ADMIN_AUDIT_PAUSE_MS    100
-#define SCH_ADMIN_AUDIT_DETAILS_MAX 200000 /* pending details read per pass, all partitions */
-#define SCH_ADMIN_AUDIT_TEXT_BYTES  240
+static int sch_admin_send(sch_admin_client *c, cJSON *reply, const sch_fail *f);
+static void sch_admin_client_pump(sch_admin_client *c);
+static void sch_admin_client_free(sch_admin_client *c);
 
-typedef enum sch_chk_state { CHK_OK = 0, CHK_BROKEN, CHK_UNVERIFIED } sch_chk_state;
-
-enum {
-    CHK_CONSERVATION = 0,
-    CHK_NO_NEGATIVE,
-    CHK_NO_OVERSELL,
-    CHK_EXACTNESS,
-    CHK_DETAILS_ONCE,
-    CHK_NO_LOST_DETAIL,
-    CHK_NOT_DIVERGED,
-    CHK_COUNT_
-};
-
-static const struct {
-    const char *name;  /* JSON key */
-    const char *label; /* what stockctl prints */
-} sch_chk_names[CHK_COUNT_] = {
-    [CHK_CONSERVATION] = {"conservation", "conservation"},
-    [CHK_NO_NEGATIVE] = {"no_negative", "no negative counter"},
-    [CHK_NO_OVERSELL] = {"no_oversell", "no oversell"},
-    [CHK_EXACTNESS] = {"exactness", "exactness"},
-    [CHK_DETAILS_ONCE] = {"details_once", "each detail once"},
-    [CHK_NO_LOST_DETAIL] = {"no_lost_detail", "no lost detail"},
-    [CHK_NOT_DIVERGED] = {"not_diverged", "no diverged partition"},
-};
-
-/* One partition compared: Redis, MySQL, and what lies between. */
-typedef struct sch_audit_part {
-    sh_audit_part_state red;
-    sh_wire_sync_part my; /* zeros when MySQL has nothing of it */
-    uint64_t pend_n;      /* details with seq > synced_seq read from the stream */
-    int64_t pend_qty;
-    int pend_contiguous; /* they are synced_seq+1 .. in order */
-    size_t det_off, det_n;
-} sch_audit_part;
-
-/* One pass. */
-typedef struct sch_audit_pass {
-    sh_audit au;
-    sch_audit_part p[SH_PARTITIONS_PER_SKU_MAX];
-    int mysql_ok;    /* MySQL's state was read */
-    int details_ok;  /* every pending detail fitted SCH_ADMIN_AUDIT_DETAILS_MAX */
-    int mysql_extra; /* MySQL holds a partition index Redis does not have */
-    uint16_t extra_part;
-    int64_t my_qty, my_rows, my_ded, my_detail_rows;
-    uint64_t my_synced, pend_n, red_seq;
-    int64_t pend_qty;
-    sch_chk_state chk[CHK_COUNT_];
-    char text[CHK_COUNT_][SCH_ADMIN_AUDIT_TEXT_BYTES];
-} sch_audit_pass;
-
-/* The work area of one audit command (about 3.5 MB with the details). */
-typedef struct sch_audit_work {
-    sch_audit_pass cur, prev;
-    sh_audit_detail *details; /* SCH_ADMIN_AUDIT_DETAILS_MAX */
-    sh_audit_part_state red[SH_PARTITIONS_PER_SKU_MAX];
-    sh_wire_sync_part my[SH_PARTITIONS_PER_SKU_MAX];
-    int mysql_gave_up; /* no worker answered: MySQL stays unverified, not asked again */
-    char mysql_why[SCH_ADMIN_MESSAGE_BYTES];
-} sch_audit_work;
-
-static void sch_chk_set(sch_audit_pass *ps, int c, sch_chk_state st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void sch_chk_set(sch_audit_pass *ps, int c, sch_chk_state st, const char *fmt, ...)
+/* sch_jobs' done callback: the reply of c's running command. */
+static void sch_admin_job_done(void *owner, cJSON *reply, const sch_fail *f)
 {
-    ps->chk[c] = st;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ps->text[c], sizeof ps->text[c], fmt, ap);
-    va_end(ap);
-}
-
-/* Reads Redis (counters and pending details) and then MySQL into w->cur. */
-static sh_err sch_audit_read(sch_admin *a, const char *sku, sch_audit_work *w, sch_admin_fail *f)
-{
-    sch_audit_pass *ps = &w->cur;
-    memset(ps, 0, sizeof *ps);
-    struct sh_cluster *router = sch_pool_router(a->ctx->pool);
-    sh_err rc = sh_audit_sku_parts(router, sku, &ps->au, w->red, SH_PARTITIONS_PER_SKU_MAX);
-    if (rc == SH_ENOTFOUND) {
-        sch_admin_failf(f, "unknown_sku", "no SKU '%s' in Redis", sku);
-        return rc;
-    }
-    if (rc != SH_OK) {
-        sch_admin_failf(f, "internal", "audit of %s: %s", sku, sh_strerror(rc));
-        return rc;
-    }
-    ps->au.broken[sizeof ps->au.broken - 1] = '\0';
-    int np = ps->au.partitions;
-    SH_ASSERT(np >= 1 && np <= SH_PARTITIONS_PER_SKU_MAX);
-    for (int i = 0; i < np; i++) {
-        ps->p[i].red = w->red[i];
-        ps->red_seq += w->red[i].seq;
-    }
-    if (w->mysql_gave_up || a->ctx->sync == NULL) {
-        return SH_OK;
-    }
-    /* The details not acked yet, up to the seq just read. */
-    size_t used = 0;
-    ps->details_ok = 1;
-    for (int i = 0; i < np && ps->details_ok; i++) {
-        const sh_audit_part_state *r = &w->red[i];
-        int truncated = 0;
-        size_t n = 0;
-        ps->p[i].det_off = used;
-        rc =
-            sh_audit_details_read(router, sku, r->index, r->salt, r->ack, r->seq, w->details + used,
-                                  SCH_ADMIN_AUDIT_DETAILS_MAX - used, &n, &truncated);
-        if (rc != SH_OK) {
-            sch_admin_failf(f, "internal", "audit of %s: reading the stream of partition %d: %s",
-                            sku, i, sh_strerror(rc));
-            return rc;
-        }
-        ps->p[i].det_n = n;
-        used += n;
-        ps->details_ok = !truncated;
-    }
-    /* Then MySQL. */
-    sh_wire_sync_state_rep rep;
-    size_t nmy = 0;
-    char why[SCH_ADMIN_MESSAGE_BYTES];
-    rc = sch_sync_state(a->ctx->sync, sku, &rep, w->my, &nmy, why, sizeof why);
-    if (rc != SH_OK || rep.status != SH_OK) {
-        w->mysql_gave_up = 1;
-        if (rc != SH_OK) {
-            snprintf(w->mysql_why, sizeof w->mysql_why, "no sync worker answered (%.200s)", why);
-        } else {
-            snprintf(w->mysql_why, sizeof w->mysql_why,
-                     "the sync worker could not read MySQL: %.190s", rep.message);
-        }
-        SH_WARN("admin", "audit: MySQL not verified sku=%s why=\"%s\"", sku, w->mysql_why);
-        return SH_OK;
-    }
-    ps->mysql_ok = 1;
-    for (size_t k = 0; k < nmy; k++) {
-        const sh_wire_sync_part *m = &w->my[k];
-        if (m->partition >= np) {
-            if (!ps->mysql_extra) {
-                ps->mysql_extra = 1;
-                ps->extra_part = m->partition;
-            }
-            continue;
-        }
-        ps->p[m->partition].my = *m;
-    }
-    return SH_OK;
-}
-
-/* Computes the checks of w->cur from what sch_audit_read read. */
-static void sch_audit_check(sch_audit_work *w)
-{
-    sch_audit_pass *ps = &w->cur;
-    const sh_audit *au = &ps->au;
-    int np = au->partitions;
-    /* Redis alone (sh_audit's verdicts). */
-    if (au->conservation_ok) {
-        sch_chk_set(ps, CHK_CONSERVATION, CHK_OK,
-                    "total %" PRId64 " = pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
-                    " + partitions %" PRId64 " + deducted %" PRId64,
-                    au->total, au->avail, au->pending_grant_units, au->pending_return_units,
-                    au->partition_units, au->deducted);
-    } else {
-        sch_chk_set(ps, CHK_CONSERVATION, CHK_BROKEN,
-                    "total %" PRId64 " != pool %" PRId64 " + grants %" PRId64 " + returns %" PRId64
-                    " + partitions %" PRId64 " + deducted %" PRId64,
-                    au->total, au->avail, au->pending_grant_units, au->pending_return_units,
-                    au->partition_units, au->deducted);
-    }
-    sch_chk_set(ps, CHK_NO_NEGATIVE, au->no_negative_ok ? CHK_OK : CHK_BROKEN, "%s",
-                au->no_negative_ok ? "" : au->broken);
-    sch_chk_set(ps, CHK_NO_OVERSELL, au->no_oversell_ok ? CHK_OK : CHK_BROKEN,
-                "Redis %" PRId64 " %s total %" PRId64, au->deducted,
-                au->no_oversell_ok ? "<=" : ">", au->total);
-    if (au->diverged_part >= 0) {
-        sch_chk_set(ps, CHK_NOT_DIVERGED, CHK_BROKEN,
-                    "partition %d diverged from MySQL at seq %" PRId64 " (%s): reconcile it",
-                    au->diverged_part, au->diverged_seq, au->diverged_why);
-    } else {
-        sch_chk_set(ps, CHK_NOT_DIVERGED, CHK_OK, "%s", "");
-    }
-    if (!ps->mysql_ok) {
-        const char *why = w->mysql_why[0] ? w->mysql_why : "no sync worker link";
-        sch_chk_set(ps, CHK_EXACTNESS, CHK_UNVERIFIED, "MySQL not verified: %s", why);
-        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_UNVERIFIED, "MySQL not verified");
-        sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_UNVERIFIED, "MySQL not verified");
+    sch_admin_client *c = owner;
+    c->job = NULL;
+    if (sch_admin_send(c, reply, f) != 0) {
         return;
     }
-    /* Per partition against MySQL. The first partition that breaks a check
-     * names it; the sums describe the SKU when all hold. */
-    int exact = -1, once = -1, lost = -1, neg = -1;
-    for (int i = 0; i < np; i++) {
-        sch_audit_part *p = &ps->p[i];
-        const sh_wire_sync_part *m = &p->my;
-        const sh_audit_detail *d = w->details + p->det_off;
-        uint64_t expect = m->synced_seq + 1;
-        p->pend_contiguous = 1;
-        for (size_t k = 0; k < p->det_n; k++) {
-            if (d[k].seq <= m->synced_seq) {
-                continue; /* MySQL has it: committed, not acked yet when Redis was read */
-            }
-            p->pend_contiguous &= d[k].seq == expect;
-            expect = d[k].seq + 1;
-            p->pend_n++;
-            p->pend_qty += d[k].qty;
-        }
-        ps->my_qty += m->qty_counted;
-        ps->my_rows += m->rows_counted;
-        ps->my_ded += m->deducted;
-        ps->my_detail_rows += m->detail_rows;
-        ps->my_synced += m->synced_seq;
-        ps->pend_n += p->pend_n;
-        ps->pend_qty += p->pend_qty;
-        if (neg < 0 && (m->deducted < 0 || m->qty_counted < 0)) {
-            neg = i;
-        }
-        if (exact < 0 &&
-            (p->red.ded != m->qty_counted + p->pend_qty || m->deducted != m->qty_counted)) {
-            exact = i;
-        }
-        if (once < 0 &&
-            !(m->rows_counted == m->detail_rows && (uint64_t)m->detail_rows == m->synced_seq &&
-              m->max_seq == m->synced_seq)) {
-            once = i;
-        }
-        if (lost < 0 && !(m->synced_seq <= p->red.seq && p->pend_contiguous &&
-                          p->red.seq == m->synced_seq + p->pend_n)) {
-            lost = i;
-        }
+    if (!c->eof && !c->paused && bufferevent_enable(c->bev, EV_READ) != 0) {
+        sch_admin_client_free(c);
+        return;
     }
-    if (neg >= 0 && ps->chk[CHK_NO_NEGATIVE] == CHK_OK) {
-        sch_chk_set(ps, CHK_NO_NEGATIVE, CHK_BROKEN,
-                    "MySQL partition %d: deducted %" PRId64 ", SUM(qty) %" PRId64, neg,
-                    ps->p[neg].my.deducted, ps->p[neg].my.qty_counted);
-    }
-    if (ps->my_ded > au->total || ps->my_qty > au->total) {
-        sch_chk_set(ps, CHK_NO_OVERSELL, CHK_BROKEN,
-                    "MySQL deducted %" PRId64 " (SUM(qty) %" PRId64 ") > total %" PRId64,
-                    ps->my_ded, ps->my_qty, au->total);
-    } else if (ps->chk[CHK_NO_OVERSELL] == CHK_OK) {
-        sch_chk_set(ps, CHK_NO_OVERSELL, CHK_OK,
-                    "Redis %" PRId64 " <= total %" PRId64 ", MySQL %" PRId64 " <= total",
-                    au->deducted, au->total, ps->my_qty);
-    }
-    if (!ps->details_ok) {
-        sch_chk_set(ps, CHK_EXACTNESS, CHK_UNVERIFIED,
-                    "too many pending to verify: more than %d details pending in Redis",
-                    SCH_ADMIN_AUDIT_DETAILS_MAX);
-        sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_UNVERIFIED,
-                    "too many pending to verify: more than %d details pending in Redis",
-                    SCH_ADMIN_AUDIT_DETAILS_MAX);
-    } else {
-        if (ps->mysql_extra) {
-            sch_chk_set(ps, CHK_EXACTNESS, CHK_BROKEN,
-                        "MySQL holds partition %u, which Redis does not have (%d partitions)",
-                        (unsigned)ps->extra_part, np);
-        } else if (exact >= 0) {
-            const sch_audit_part *p = &ps->p[exact];
-            sch_chk_set(ps, CHK_EXACTNESS, CHK_BROKEN,
-                        "partition %d: Redis ded %" PRId64 " vs MySQL SUM(qty) %" PRId64
-                        " + pending %" PRId64 " (stock_partition.deducted %" PRId64 ")",
-                        exact, p->red.ded, p->my.qty_counted, p->pend_qty, p->my.deducted);
-        } else {
-            sch_chk_set(ps, CHK_EXACTNESS, CHK_OK,
-                        "Redis %" PRId64 " = MySQL %" PRId64 " + pending %" PRId64
-                        ", every partition",
-                        au->deducted, ps->my_qty, ps->pend_qty);
-        }
-        if (lost >= 0) {
-            const sch_audit_part *p = &ps->p[lost];
-            sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_BROKEN,
-                        "partition %d: Redis seq %" PRIu64 " vs synced_seq %" PRIu64
-                        " + pending %" PRIu64 "%s",
-                        lost, p->red.seq, p->my.synced_seq, p->pend_n,
-                        p->my.synced_seq > p->red.seq ? " (MySQL ahead of the Redis read)"
-                        : !p->pend_contiguous         ? " (a gap in the pending details)"
-                                                      : "");
-        } else {
-            sch_chk_set(ps, CHK_NO_LOST_DETAIL, CHK_OK,
-                        "Redis seq %" PRIu64 " = synced_seq %" PRIu64 " + pending %" PRIu64
-                        ", every partition",
-                        ps->red_seq, ps->my_synced, ps->pend_n);
-        }
-    }
-    if (once >= 0) {
-        const sh_wire_sync_part *m = &ps->p[once].my;
-        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_BROKEN,
-                    "partition %d: rows %" PRId64 ", detail_rows %" PRId64 ", synced_seq %" PRIu64
-                    ", max seq %" PRIu64,
-                    once, m->rows_counted, m->detail_rows, m->synced_seq, m->max_seq);
-    } else {
-        sch_chk_set(ps, CHK_DETAILS_ONCE, CHK_OK,
-                    "rows %" PRId64 " = detail_rows %" PRId64 " = synced_seq %" PRIu64
-                    " = max seq, every partition",
-                    ps->my_rows, ps->my_detail_rows, ps->my_synced);
-    }
+    sch_admin_client_pump(c); /* the lines that waited behind it */
 }
 
-static int sch_audit_all_ok(const sch_audit_pass *ps)
+static cJSON *sch_admin_audit_job(const sch_job_env *env, void *arg, sch_fail *f)
 {
-    for (int c = 0; c < CHK_COUNT_; c++) {
-        if (ps->chk[c] != CHK_OK) {
-            return 0;
-        }
-    }
-    return 1;
+    return sch_audit_run(env->router, env->sync, arg, f);
 }
 
-/* Two passes read the same numbers (texts follow from them). */
-static int sch_audit_same(const sch_audit_pass *x, const sch_audit_pass *y)
-{
-    const sh_audit *a = &x->au, *b = &y->au;
-    if (a->total != b->total || a->avail != b->avail ||
-        a->pending_grant_units != b->pending_grant_units ||
-        a->pending_return_units != b->pending_return_units ||
-        a->partition_units != b->partition_units || a->deducted != b->deducted ||
-        a->seq_sum != b->seq_sum || a->partitions != b->partitions || x->mysql_ok != y->mysql_ok ||
-        x->details_ok != y->details_ok) {
-        return 0;
-    }
-    for (int i = 0; i < a->partitions; i++) {
-        const sch_audit_part *p = &x->p[i], *q = &y->p[i];
-        const sh_wire_sync_part *m = &p->my, *n = &q->my;
-        if (p->red.ded != q->red.ded || p->red.seq != q->red.seq || p->pend_n != q->pend_n ||
-            p->pend_qty != q->pend_qty || m->synced_seq != n->synced_seq ||
-            m->deducted != n->deducted || m->detail_rows != n->detail_rows ||
-            m->rows_counted != n->rows_counted || m->qty_counted != n->qty_counted ||
-            m->max_seq != n->max_seq) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int sch_audit_part_json(cJSON *arr, const sch_audit_pass *ps, int i)
-{
-    const sch_audit_part *p = &ps->p[i];
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) {
-        return -1;
-    }
-    if (!cJSON_AddItemToArray(arr, o)) {
-        cJSON_Delete(o);
-        return -1;
-    }
-    if (sch_admin_add_i64(o, "partition", i) != 0 ||
-        sch_admin_add_i64(o, "redis_ded", p->red.ded) != 0 ||
-        sch_admin_add_u64(o, "redis_seq", p->red.seq) != 0 ||
-        sch_admin_add_u64(o, "ack", p->red.ack) != 0) {
-        return -1;
-    }
-    if (!ps->mysql_ok) {
-        return 0;
-    }
-    if (sch_admin_add_u64(o, "synced_seq", p->my.synced_seq) != 0 ||
-        sch_admin_add_i64(o, "mysql_deducted", p->my.deducted) != 0 ||
-        sch_admin_add_i64(o, "detail_rows", p->my.detail_rows) != 0 ||
-        sch_admin_add_i64(o, "rows_counted", p->my.rows_counted) != 0 ||
-        sch_admin_add_i64(o, "qty_counted", p->my.qty_counted) != 0 ||
-        sch_admin_add_u64(o, "max_seq", p->my.max_seq) != 0 ||
-        sch_admin_add_u64(o, "pending_details", p->pend_n) != 0 ||
-        sch_admin_add_i64(o, "pending_qty", p->pend_qty) != 0) {
-        return -1;
-    }
-    return 0;
-}
-
-static cJSON *sch_audit_reply(const char *sku, const sch_audit_work *w, int stable, int passes,
-                              sch_admin_fail *f)
-{
-    const sch_audit_pass *ps = &w->cur;
-    const sh_audit *au = &ps->au;
-    int all_ok = sch_audit_all_ok(ps);
-    const char *broken = "";
-    for (int c = 0; c < CHK_COUNT_ && broken[0] == '\0'; c++) {
-        if (ps->chk[c] != CHK_OK) {
-            broken = ps->text[c];
-        }
-    }
-    cJSON *r = sch_admin_reply_ok(f);
-    if (r == NULL) {
-        return NULL;
-    }
-    cJSON *inv = NULL, *checks = NULL, *parts = NULL;
-    if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
-        sch_admin_add_i64(r, "total", au->total) != 0 ||
-        sch_admin_add_i64(r, "avail", au->avail) != 0 ||
-        sch_admin_add_i64(r, "pending_grant_units", au->pending_grant_units) != 0 ||
-        sch_admin_add_i64(r, "pending_return_units", au->pending_return_units) != 0 ||
-        sch_admin_add_i64(r, "partition_units", au->partition_units) != 0 ||
-        sch_admin_add_i64(r, "deducted", au->deducted) != 0 ||
-        sch_admin_add_i64(r, "details_pending", au->details_pending) != 0 ||
-        sch_admin_add_u64(r, "seq_sum", au->seq_sum) != 0 ||
-        sch_admin_add_i64(r, "partitions", au->partitions) != 0 ||
-        sch_admin_add_bool(r, "stable", stable) != 0 ||
-        sch_admin_add_i64(r, "passes", passes) != 0 ||
-        sch_admin_add_bool(r, "mysql_verified", ps->mysql_ok) != 0 ||
-        sch_admin_add_bool(r, "invariants_ok", all_ok) != 0 ||
-        cJSON_AddStringToObject(r, "broken", broken) == NULL) {
-        goto oom;
-    }
-    if (ps->mysql_ok) {
-        if (sch_admin_add_i64(r, "mysql_deducted", ps->my_qty) != 0 ||
-            sch_admin_add_i64(r, "mysql_detail_rows", ps->my_rows) != 0 ||
-            sch_admin_add_i64(r, "mysql_deducted_counter", ps->my_ded) != 0 ||
-            sch_admin_add_i64(r, "mysql_detail_rows_counter", ps->my_detail_rows) != 0 ||
-            sch_admin_add_u64(r, "mysql_synced_seq_sum", ps->my_synced) != 0 ||
-            sch_admin_add_u64(r, "unsynced_details", ps->pend_n) != 0 ||
-            sch_admin_add_i64(r, "unsynced_qty", ps->pend_qty) != 0) {
-            goto oom;
-        }
-    } else if (cJSON_AddStringToObject(r, "mysql_error",
-                                       w->mysql_why[0] ? w->mysql_why : "no sync worker link") ==
-               NULL) {
-        goto oom;
-    }
-    if ((inv = cJSON_AddObjectToObject(r, "invariants")) == NULL ||
-        (checks = cJSON_AddArrayToObject(r, "checks")) == NULL) {
-        goto oom;
-    }
-    for (int c = 0; c < CHK_COUNT_; c++) {
-        static const char *const states[] = {"ok", "broken", "not_verified"};
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL || !cJSON_AddItemToArray(checks, o)) {
-            cJSON_Delete(o);
-            goto oom;
-        }
-        if (sch_admin_add_bool(inv, sch_chk_names[c].name, ps->chk[c] == CHK_OK) != 0 ||
-            cJSON_AddStringToObject(o, "name", sch_chk_names[c].name) == NULL ||
-            cJSON_AddStringToObject(o, "label", sch_chk_names[c].label) == NULL ||
-            cJSON_AddStringToObject(o, "state", states[ps->chk[c]]) == NULL ||
-            cJSON_AddStringToObject(o, "detail", ps->text[c]) == NULL) {
-            goto oom;
-        }
-    }
-    if ((parts = cJSON_AddArrayToObject(r, "partition_report")) == NULL) {
-        goto oom;
-    }
-    for (int i = 0; i < au->partitions; i++) {
-        if (sch_audit_part_json(parts, ps, i) != 0) {
-            goto oom;
-        }
-    }
-    return r;
-oom:
-    cJSON_Delete(r);
-    sch_admin_failf(f, "internal", "out of memory");
-    return NULL;
-}
-
-static cJSON *sch_admin_cmd_audit(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static int sch_admin_start_audit(sch_admin *a, sch_admin_client *c, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd", "sku"};
     if (sch_admin_check_keys(req, keys, 2, f) != 0) {
-        return NULL;
+        return -1;
     }
-    char sku[SH_SKU_ID_CHARS_MAX + 1];
-    if (sch_admin_get_sku(req, sku, sizeof sku, f) != 0) {
-        return NULL;
+    sch_audit_input *in = calloc(1, sizeof *in);
+    if (in == NULL) {
+        sch_failf(f, "internal", "out of memory");
+        return -1;
     }
-    if (a->ctx->pool == NULL || sch_pool_router(a->ctx->pool) == NULL) {
-        sch_admin_failf(f, "internal", "the pool is not available");
-        return NULL;
+    if (sch_admin_get_sku(req, in->sku, sizeof in->sku, f) != 0) {
+        free(in);
+        return -1;
     }
-    sch_audit_work *w = calloc(1, sizeof *w);
-    sh_audit_detail *details = calloc(SCH_ADMIN_AUDIT_DETAILS_MAX, sizeof *details);
-    if (w == NULL || details == NULL) {
-        free(w);
-        free(details);
-        sch_admin_failf(f, "internal", "out of memory for the audit");
-        return NULL;
-    }
-    w->details = details;
-    int stable = 0, passes = 0;
-    cJSON *r = NULL;
-    for (passes = 1; passes <= SCH_ADMIN_AUDIT_PASSES_MAX; passes++) {
-        if (sch_audit_read(a, sku, w, f) != SH_OK) {
-            goto done;
+    in->pending_part = -1;
+    const sch_sku *s = sch_registry_find(a->ctx->reg, in->sku, strlen(in->sku));
+    uint64_t now = sh_clock_mono_ms();
+    for (uint16_t i = 0; s != NULL && s->parts != NULL && i < s->nparts; i++) {
+        uint64_t since = s->parts[i].pending_since_ms;
+        if (since != 0 && now - since > in->pending_age_ms) {
+            in->pending_age_ms = now - since;
+            in->pending_part = i;
         }
-        sch_audit_check(w);
-        if (sch_audit_all_ok(&w->cur) ||
-            (!w->cur.mysql_ok && w->cur.au.stable) || /* Redis alone: sh_audit judged it */
-            (passes > 1 && sch_audit_same(&w->cur, &w->prev))) {
-            stable = 1;
-            break;
-        }
-        if (passes == SCH_ADMIN_AUDIT_PASSES_MAX) {
-            break;
-        }
-        w->prev = w->cur;
-        sh_clock_sleep_ms(SCH_ADMIN_AUDIT_PAUSE_MS);
     }
-    if (passes > SCH_ADMIN_AUDIT_PASSES_MAX) {
-        passes = SCH_ADMIN_AUDIT_PASSES_MAX;
+    sh_err rc =
+        sch_jobs_submit(a->jobs, sch_admin_audit_job, in, free, sch_admin_job_done, c, &c->job);
+    if (rc != SH_OK) {
+        free(in);
+        sch_failf(f, "busy", "%d operator commands are queued already; try again later",
+                  SH_AUDIT_QUEUE_MAX);
+        return -1;
     }
-    stable = stable && w->cur.au.stable;
-    if (!sch_audit_all_ok(&w->cur)) {
-        SH_WARN("admin", "audit not ok sku=%s stable=%d passes=%d mysql=%d", sku, stable, passes,
-                w->cur.mysql_ok);
-    }
-    r = sch_audit_reply(sku, w, stable, passes, f);
-done:
-    free(details);
-    free(w);
-    return r;
+    return 0;
 }
 
 /* db_migrate: a sync worker applies the schema migrations it carries (catalog
  * op MIGRATE) and answers the version before and after. Idempotent: a second
  * call answers the same version twice. A database newer than the worker is
  * refused with both versions named (code "schema_too_new"). */
-static cJSON *sch_admin_cmd_db_migrate(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static cJSON *sch_admin_cmd_db_migrate(sch_admin *a, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd"};
     if (sch_admin_check_keys(req, keys, 1, f) != 0) {
         return NULL;
     }
     if (a->ctx->sync == NULL) {
-        sch_admin_failf(f, "internal", "no sync worker links");
+        sch_failf(f, "internal", "no sync worker links");
         return NULL;
     }
     sh_wire_catalog_req creq;
@@ -1368,34 +848,34 @@ static cJSON *sch_admin_cmd_db_migrate(sch_admin *a, const cJSON *req, sch_admin
     char why[SCH_ADMIN_MESSAGE_BYTES];
     sh_err rc = sch_sync_catalog(a->ctx->sync, &creq, &crep, &row, &nrows, why, sizeof why);
     if (rc != SH_OK) {
-        sch_admin_failf(f, "unavailable", "no sync worker answered the migration: %s", why);
+        sch_failf(f, "unavailable", "no sync worker answered the migration: %s", why);
         SH_WARN("admin", "db migrate failed err=%s why=\"%s\"", sh_strerror(rc), why);
         return NULL;
     }
     if (crep.status != SH_OK) {
-        sch_admin_failf(f, crep.status == SH_ERANGE ? "schema_too_new" : "migration_failed",
-                        "%s (%s)", crep.message, sh_strerror(crep.status));
+        sch_failf(f, crep.status == SH_ERANGE ? "schema_too_new" : "migration_failed", "%s (%s)",
+                  crep.message, sh_strerror(crep.status));
         SH_WARN("admin", "db migrate refused status=%s message=\"%s\"", sh_strerror(crep.status),
                 crep.message);
         return NULL;
     }
     SH_INFO("admin", "db migrate schema_before=%u schema_after=%u", crep.schema_before,
             crep.schema_after);
-    cJSON *r = sch_admin_reply_ok(f);
+    cJSON *r = sch_json_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
-    if (sch_admin_add_u64(r, "schema_before", crep.schema_before) != 0 ||
-        sch_admin_add_u64(r, "schema_after", crep.schema_after) != 0 ||
-        sch_admin_add_bool(r, "applied", crep.applied) != 0) {
+    if (sch_json_u64(r, "schema_before", crep.schema_before) != 0 ||
+        sch_json_u64(r, "schema_after", crep.schema_after) != 0 ||
+        sch_json_bool(r, "applied", crep.applied) != 0) {
         cJSON_Delete(r);
-        sch_admin_failf(f, "internal", "out of memory");
+        sch_failf(f, "internal", "out of memory");
         return NULL;
     }
     return r;
 }
 
-static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd"};
     static const struct {
@@ -1414,7 +894,7 @@ static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_admin_fail
     if (sch_admin_check_keys(req, keys, 1, f) != 0) {
         return NULL;
     }
-    cJSON *r = sch_admin_reply_ok(f);
+    cJSON *r = sch_json_reply_ok(f);
     if (r == NULL) {
         return NULL;
     }
@@ -1422,40 +902,44 @@ static cJSON *sch_admin_cmd_stats(sch_admin *a, const cJSON *req, sch_admin_fail
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         uint64_t v;
         memcpy(&v, base + counters[i].offset, sizeof v);
-        if (sch_admin_add_u64(r, counters[i].name, v) != 0) {
+        if (sch_json_u64(r, counters[i].name, v) != 0) {
             goto oom;
         }
     }
-    if (sch_admin_add_u64(r, "skus", a->ctx->reg ? sch_registry_count(a->ctx->reg) : 0) != 0 ||
-        sch_admin_add_u64(r, "admin_clients", a->nclients) != 0 ||
-        sch_admin_add_u64(r, "lease_epoch", a->ctx->lease_epoch) != 0) {
+    if (sch_json_u64(r, "skus", a->ctx->reg ? sch_registry_count(a->ctx->reg) : 0) != 0 ||
+        sch_json_u64(r, "admin_clients", a->nclients) != 0 ||
+        sch_json_u64(r, "lease_epoch", a->ctx->lease_epoch) != 0) {
         goto oom;
     }
     return r;
 oom:
     cJSON_Delete(r);
-    sch_admin_failf(f, "internal", "out of memory");
+    sch_failf(f, "internal", "out of memory");
     return NULL;
 }
 
+/* A command answers at once (run) or later, from the operator thread (start:
+ * 0 when its job was queued, -1 with *f set otherwise). */
 static const struct {
     const char *name;
-    cJSON *(*run)(sch_admin *a, const cJSON *req, sch_admin_fail *f);
+    cJSON *(*run)(sch_admin *a, const cJSON *req, sch_fail *f);
+    int (*start)(sch_admin *a, sch_admin_client *c, const cJSON *req, sch_fail *f);
 } sch_admin_commands[] = {
-    {"registry", sch_admin_cmd_registry},
-    {"sku_load", sch_admin_cmd_sku_load},
-    {"sku_restock", sch_admin_cmd_sku_restock},
-    {"audit", sch_admin_cmd_audit},
-    {"stats", sch_admin_cmd_stats},
-    {"db_migrate", sch_admin_cmd_db_migrate},
+    {"registry", sch_admin_cmd_registry, NULL},
+    {"sku_load", sch_admin_cmd_sku_load, NULL},
+    {"sku_restock", sch_admin_cmd_sku_restock, NULL},
+    {"audit", NULL, sch_admin_start_audit},
+    {"stats", sch_admin_cmd_stats, NULL},
+    {"db_migrate", sch_admin_cmd_db_migrate, NULL},
 };
 
-/* Parses one request line and returns its reply, never NULL unless out of
- * memory for the error reply itself. */
-static cJSON *sch_admin_dispatch(sch_admin *a, const char *line, size_t len, sch_admin_fail *f)
+/* Parses one request line and returns its reply, or NULL with *f set; NULL
+ * with c->job set when the command went to the operator thread. */
+static cJSON *sch_admin_dispatch(sch_admin_client *c, const char *line, size_t len, sch_fail *f)
 {
+    sch_admin *a = c->admin;
     if (memchr(line, '\0', len) != NULL) {
-        sch_admin_failf(f, "bad_request", "NUL byte in request");
+        sch_failf(f, "bad_request", "NUL byte in request");
         return NULL;
     }
     size_t blank = 0;
@@ -1463,44 +947,48 @@ static cJSON *sch_admin_dispatch(sch_admin *a, const char *line, size_t len, sch
         blank++;
     }
     if (blank == len) {
-        sch_admin_failf(f, "bad_request", "empty request line");
+        sch_failf(f, "bad_request", "empty request line");
         return NULL;
     }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (req == NULL) {
-        sch_admin_failf(f, "bad_request", "malformed JSON");
+        sch_failf(f, "bad_request", "malformed JSON");
         return NULL;
     }
     /* cJSON accepts trailing garbage (LIBRARY-NOTES 6): only whitespace may follow. */
     for (const char *p = end; p != NULL && p < line + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
             cJSON_Delete(req);
-            sch_admin_failf(f, "bad_request", "trailing characters after the JSON object");
+            sch_failf(f, "bad_request", "trailing characters after the JSON object");
             return NULL;
         }
     }
     cJSON *reply = NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     if (!cJSON_IsObject(req)) {
-        sch_admin_failf(f, "bad_request", "the request must be a JSON object");
+        sch_failf(f, "bad_request", "the request must be a JSON object");
     } else if (cmd == NULL) {
-        sch_admin_failf(f, "bad_request", "missing field 'cmd'");
+        sch_failf(f, "bad_request", "missing field 'cmd'");
     } else if (!cJSON_IsString(cmd) || cmd->valuestring == NULL) {
-        sch_admin_failf(f, "bad_request", "'cmd' must be a string");
+        sch_failf(f, "bad_request", "'cmd' must be a string");
     } else {
         size_t i;
         for (i = 0; i < sizeof sch_admin_commands / sizeof sch_admin_commands[0]; i++) {
             if (strcmp(cmd->valuestring, sch_admin_commands[i].name) == 0) {
-                reply = sch_admin_commands[i].run(a, req, f);
+                if (sch_admin_commands[i].run != NULL) {
+                    reply = sch_admin_commands[i].run(a, req, f);
+                } else {
+                    (void)sch_admin_commands[i].start(a, c, req, f);
+                }
                 break;
             }
         }
         if (i == sizeof sch_admin_commands / sizeof sch_admin_commands[0]) {
-            sch_admin_failf(f, "unknown_command",
-                            "unknown command '%.64s' (registry, sku_load, sku_restock, audit, "
-                            "stats, db_migrate)",
-                            cmd->valuestring);
+            sch_failf(f, "unknown_command",
+                      "unknown command '%.64s' (registry, sku_load, sku_restock, audit, "
+                      "stats, db_migrate)",
+                      cmd->valuestring);
         }
     }
     cJSON_Delete(req);
@@ -1522,23 +1010,24 @@ static void sch_admin_client_free(sch_admin_client *c)
     }
     SH_ASSERT(a->nclients > 0);
     a->nclients--;
+    if (c->job != NULL) {
+        sch_jobs_forget(c->job); /* it runs to its end; its reply is dropped */
+    }
     bufferevent_free(c->bev);
     free(c);
 }
 
-/* Answers one line; returns -1 when the client had to be dropped (its output
- * could not grow). The caller must not touch c after -1. */
-static int sch_admin_answer(sch_admin_client *c, const char *line, size_t len)
+/* Queues the reply (or f's error) for c. Returns -1 when the client had to be
+ * dropped (its output could not grow): c is freed then. */
+static int sch_admin_send(sch_admin_client *c, cJSON *reply, const sch_fail *f)
 {
     static const char oom_reply[] =
         "{\"ok\":false,\"error\":\"internal\",\"message\":\"out of memory\"}\n";
-    sch_admin_fail f = {"internal", "out of memory"};
-    cJSON *reply = sch_admin_dispatch(c->admin, line, len, &f);
     if (reply == NULL) {
         reply = cJSON_CreateObject();
-        if (reply != NULL && (sch_admin_add_bool(reply, "ok", 0) != 0 ||
-                              cJSON_AddStringToObject(reply, "error", f.code) == NULL ||
-                              cJSON_AddStringToObject(reply, "message", f.message) == NULL)) {
+        if (reply != NULL && (sch_json_bool(reply, "ok", 0) != 0 ||
+                              cJSON_AddStringToObject(reply, "error", f->code) == NULL ||
+                              cJSON_AddStringToObject(reply, "message", f->message) == NULL)) {
             cJSON_Delete(reply);
             reply = NULL;
         }
@@ -1561,12 +1050,28 @@ static int sch_admin_answer(sch_admin_client *c, const char *line, size_t len)
     return 0;
 }
 
+/* Answers one line: 0 answered, 1 the command went to the operator thread
+ * (c waits for it, reading stopped), -1 the client was dropped (c is freed). */
+static int sch_admin_answer(sch_admin_client *c, const char *line, size_t len)
+{
+    sch_fail f = {"internal", "out of memory"};
+    cJSON *reply = sch_admin_dispatch(c, line, len, &f);
+    if (reply == NULL && c->job != NULL) {
+        bufferevent_disable(c->bev, EV_READ);
+        return 1;
+    }
+    return sch_admin_send(c, reply, &f);
+}
+
 /* Answers every complete line buffered, while the queued output stays under
  * SCH_ADMIN_OUT_PAUSE_BYTES; then either waits for more input, pauses reading
  * until the output drains, or (after EOF) closes once the output is flushed.
  * May free c. */
 static void sch_admin_client_pump(sch_admin_client *c)
 {
+    if (c->job != NULL) {
+        return; /* its reply comes first: sch_admin_job_done pumps again */
+    }
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     while (evbuffer_get_length(out) < SCH_ADMIN_OUT_PAUSE_BYTES) {
@@ -1608,7 +1113,7 @@ static void sch_admin_client_pump(sch_admin_client *c)
         int rc = sch_admin_answer(c, line, len);
         free(line);
         if (rc != 0) {
-            return;
+            return; /* dropped, or waiting for the operator thread */
         }
     }
     if (evbuffer_get_length(out) >= SCH_ADMIN_OUT_PAUSE_BYTES) {
@@ -1817,6 +1322,18 @@ sh_err sch_admin_open(sch_admin **out, sch_ctx *ctx)
         return SH_EIO;
     }
     evconnlistener_set_error_cb(a->listener, sch_admin_accept_error_cb);
+    sch_jobs_config jc = {.redis_seeds = ctx->cfg->redis_seeds,
+                          .redis_timeout_ms = (uint32_t)ctx->cfg->redis_timeout_ms,
+                          .sync_urls = ctx->cfg->sync_urls,
+                          .sync_timeout_ms = (uint32_t)ctx->cfg->sync_timeout_ms};
+    rc = sch_jobs_open(&a->jobs, ctx->base, &jc);
+    if (rc != SH_OK) {
+        SH_ERROR("admin", "cannot start the operator thread err=%s", sh_strerror(rc));
+        evconnlistener_free(a->listener);
+        unlink(a->path);
+        free(a);
+        return rc;
+    }
     SH_INFO("admin", "listening path=%s", a->path);
     *out = a;
     return SH_OK;
@@ -1831,6 +1348,7 @@ void sch_admin_close(sch_admin *a)
         sch_admin_client_free(a->clients);
     }
     SH_ASSERT(a->nclients == 0);
+    sch_jobs_close(a->jobs); /* after the clients: their jobs are forgotten, not freed */
     evconnlistener_free(a->listener);
     if (unlink(a->path) != 0 && errno != ENOENT) {
         SH_WARN("admin", "cannot remove the admin socket path=%s err=%s", a->path, strerror(errno));

@@ -12,7 +12,7 @@ set -euo pipefail
 PKGS=(
     build-essential pkg-config
     libevent-dev default-libmysqlclient-dev libnng-dev libcjson-dev
-    libhiredis-dev libinih-dev libcmocka-dev
+    libhiredis-dev libinih-dev libcmocka-dev zlib1g-dev
     redis-server redis-tools mariadb-server mariadb-client
     cppcheck clang-format gnuplot-nox curl procps iproute2 coreutils python3
 )

@@ -20,6 +20,7 @@
 #include "sh_stock.h"
 
 #include <hiredis/hiredis.h>
+#include <zlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,7 @@ static sh_err sh_audit_read(sh_cluster *c, const char *sku, sh_audit *out,
     int64_t nparts = 0;
     if (sh_audit_i64(pool, "total", -1, &out->total) != 0 ||
         sh_audit_i64(pool, "avail", -1, &out->avail) != 0 ||
+        sh_audit_i64(pool, "pul", 0, &out->per_user_limit) != 0 ||
         sh_audit_i64(pool, "parts", -1, &nparts) != 0 || nparts < 1 ||
         nparts > SH_PARTITIONS_PER_SKU_MAX) {
         freeReplyObject(pool);
@@ -504,5 +506,171 @@ sh_err sh_audit_lag_read(struct sh_cluster *c, const char *sku, const uint16_t *
     free(cmds);
     free(argv);
     free(lens);
+    return rc;
+}
+
+/* ---- order records and user entries ------------------------------------- */
+
+uint64_t sh_audit_detail_chk(uint64_t seq, const char *order, size_t order_len, int64_t qty)
+{
+    SH_ASSERT(order != NULL && order_len <= SH_ORDER_ID_CHARS_MAX);
+    char buf[SH_ORDER_ID_CHARS_MAX + 2 * SH_AUDIT_NUM_BYTES];
+    int a = snprintf(buf, sizeof buf, "%" PRIu64 "|", seq);
+    SH_ASSERT(a > 0 && (size_t)a < sizeof buf);
+    memcpy(buf + a, order, order_len);
+    size_t len = (size_t)a + order_len;
+    int b = snprintf(buf + len, sizeof buf - len, "|%" PRId64, qty);
+    SH_ASSERT(b > 0 && (size_t)b < sizeof buf - len);
+    len += (size_t)b;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    return (uint64_t)crc32(crc, (const Bytef *)buf, (uInt)len);
+}
+
+/* Parses "QTY,SEQ,RELSEQ,USER" (DEDUCT's record) into rec; -1 when malformed. */
+static int sh_audit_record_parse(const char *v, size_t len, sh_audit_record *rec)
+{
+    uint64_t num[3] = {0, 0, 0};
+    size_t i = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t start = i;
+        while (i < len && v[i] >= '0' && v[i] <= '9' && i - start < 19) {
+            num[k] = num[k] * 10 + (uint64_t)(v[i] - '0');
+            i++;
+        }
+        if (i == start || i >= len || v[i] != ',') {
+            return -1;
+        }
+        i++;
+    }
+    if (num[0] == 0 || num[0] > SH_QTY_UNITS_MAX || num[1] == 0 || len - i > SH_USER_ID_CHARS_MAX) {
+        return -1;
+    }
+    rec->qty = (int64_t)num[0];
+    rec->seq = num[1];
+    rec->relseq = num[2];
+    rec->user = v + i;
+    rec->user_len = len - i;
+    return 0;
+}
+
+sh_err sh_audit_records_scan(sh_cluster *c, const char *sku, unsigned part, unsigned salt,
+                             sh_audit_record_fn fn, void *arg, int *exists)
+{
+    SH_ASSERT(c != NULL && sku != NULL && fn != NULL && exists != NULL);
+    char key[SH_STOCK_KEY_BYTES_MAX], count[SH_AUDIT_NUM_BYTES];
+    size_t klen = sh_stock_key_part(key, sku, part, salt, 'o');
+    snprintf(count, sizeof count, "%d", SH_AUDIT_SCAN_COUNT);
+    *exists = 0;
+    {
+        const char *argv[] = {"EXISTS", key};
+        size_t lens[] = {6, klen};
+        redisReply *r = NULL;
+        sh_err rc = sh_cluster_command(c, key, klen, 2, argv, lens, &r);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        *exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
+    char cursor[SH_AUDIT_NUM_BYTES] = "0";
+    do {
+        const char *argv[] = {"HSCAN", key, cursor, "COUNT", count};
+        size_t lens[] = {5, klen, strlen(cursor), 5, strlen(count)};
+        redisReply *r = NULL;
+        sh_err rc = sh_cluster_command(c, key, klen, 5, argv, lens, &r);
+        if (rc != SH_OK) {
+            return rc;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
+            r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2 != 0) {
+            freeReplyObject(r);
+            return SH_EPROTO;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        const redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            const redisReply *f = kv->element[i], *v = kv->element[i + 1];
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || f->len == 0 ||
+                f->len > SH_ORDER_ID_CHARS_MAX) {
+                freeReplyObject(r);
+                return SH_EPROTO;
+            }
+            if (v->len >= 2 && v->str[0] == 't' && v->str[1] == ',') {
+                continue; /* a tombstone: the order is served elsewhere, or nowhere */
+            }
+            sh_audit_record rec = {.order = f->str, .order_len = f->len};
+            if (sh_audit_record_parse(v->str, v->len, &rec) != 0) {
+                freeReplyObject(r);
+                return SH_EPROTO;
+            }
+            if (fn(arg, &rec) != 0) {
+                freeReplyObject(r);
+                return SH_ELIMIT;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return SH_OK;
+}
+
+sh_err sh_audit_user_sums(sh_cluster *c, const char *sku, const char *const *users, size_t n,
+                          int64_t *sums)
+{
+    SH_ASSERT(c != NULL && sku != NULL && (users != NULL || n == 0) && (sums != NULL || n == 0));
+    enum { PAGE = SH_AUDIT_SCAN_COUNT };
+    char(*keys)[SH_STOCK_KEY_BYTES_MAX] = malloc(sizeof *keys * PAGE);
+    size_t(*lens)[2] = malloc(sizeof *lens * PAGE);
+    const char **av = malloc(sizeof *av * 2 * PAGE);
+    sh_cluster_cmd *cmds = malloc(sizeof *cmds * PAGE);
+    sh_err rc = SH_OK;
+    if (keys == NULL || lens == NULL || av == NULL || cmds == NULL) {
+        rc = SH_ENOMEM;
+    }
+    for (size_t off = 0; off < n && rc == SH_OK; off += PAGE) {
+        size_t m = n - off < PAGE ? n - off : PAGE;
+        memset(cmds, 0, sizeof *cmds * m);
+        for (size_t k = 0; k < m; k++) {
+            size_t klen = sh_stock_key_user(keys[k], sku, users[off + k]);
+            av[2 * k] = "HVALS";
+            av[2 * k + 1] = keys[k];
+            lens[k][0] = 5;
+            lens[k][1] = klen;
+            cmds[k] = (sh_cluster_cmd){keys[k], klen, 2, &av[2 * k], lens[k], NULL, SH_OK};
+        }
+        rc = sh_cluster_pipeline(c, cmds, m);
+        for (size_t k = 0; k < m; k++) {
+            const redisReply *r = cmds[k].reply;
+            if (rc == SH_OK && cmds[k].rc != SH_OK) {
+                rc = cmds[k].rc;
+            }
+            if (rc == SH_OK && r->type != REDIS_REPLY_ARRAY) {
+                rc = SH_EPROTO;
+            }
+            int64_t sum = 0;
+            for (size_t e = 0; rc == SH_OK && e < r->elements; e++) {
+                const redisReply *v = r->element[e];
+                int64_t q = 0;
+                size_t d = 0;
+                while (v->type == REDIS_REPLY_STRING && d < v->len && d < 10 && v->str[d] >= '0' &&
+                       v->str[d] <= '9') {
+                    q = q * 10 + (v->str[d++] - '0');
+                }
+                if (d == 0 || d >= v->len || v->str[d] != ':') {
+                    rc = SH_EPROTO; /* an entry is "QTY:TOKEN" */
+                }
+                sum += q;
+            }
+            sums[off + k] = sum;
+            if (cmds[k].reply != NULL) {
+                freeReplyObject(cmds[k].reply);
+            }
+        }
+    }
+    free(keys);
+    free(lens);
+    free(av);
+    free(cmds);
     return rc;
 }

@@ -26,6 +26,7 @@ typedef struct sh_audit {
     int64_t deducted;             /* sum of ded (net) */
     int64_t details_pending;      /* details in the partitions' streams (not yet trimmed) */
     uint64_t seq_sum;             /* sum of partition seqs */
+    int64_t per_user_limit;       /* pool field pul: 0 = none (no user entries are kept) */
     int partitions;
     int stable;          /* 1 when two consecutive reads agreed */
     int conservation_ok; /* 8.1: total = the sum of where the units are */
@@ -93,5 +94,48 @@ typedef struct sh_audit_lag {
  * error otherwise (then out holds zeros). */
 sh_err sh_audit_lag_read(struct sh_cluster *c, const char *sku, const uint16_t *salts,
                          size_t nparts, uint64_t now_wall_ms, sh_audit_lag *out);
+
+/* ---- order records and user entries (the deep checks) -----------------------
+ * The scheduler's audit also checks what the counters cannot show: MySQL's
+ * detail rows against the deductions Redis recorded (order, qty at each seq),
+ * and each user's entries against the orders the user holds. Both read every
+ * record of a SKU, so they page: HSCAN ... COUNT SH_AUDIT_SCAN_COUNT per
+ * command, user hashes SH_AUDIT_SCAN_COUNT per pipeline, and no command holds
+ * Redis for more than one such page. */
+
+/* The checksum of one detail: CRC-32 (zlib, the same as MySQL's CRC32()) of
+ * "SEQ|ORDER|QTY" in decimal, QTY signed. MySQL sums it over a partition's rows
+ * (sw_audit.c); the audit sums it over Redis's order records. */
+uint64_t sh_audit_detail_chk(uint64_t seq, const char *order, size_t order_len, int64_t qty);
+
+/* One order record of a partition's order hash: "QTY,SEQ,RELSEQ,USER". */
+typedef struct sh_audit_record {
+    const char *order;
+    size_t order_len;
+    const char *user;
+    size_t user_len;
+    int64_t qty;
+    uint64_t seq;    /* the deduction's seq */
+    uint64_t relseq; /* the release's seq, 0 while the order holds its units */
+} sh_audit_record;
+
+/* Called once per record (tombstones "t,VER" are skipped); the strings live
+ * until it returns. Return non-zero to stop the scan. */
+typedef int (*sh_audit_record_fn)(void *arg, const sh_audit_record *rec);
+
+/* Scans the order hash of partition part (salt salt) of sku page by page and
+ * calls fn for each record. *exists = 0 when the hash is absent (it expires
+ * order_ttl after the partition's last deduction). A record may be seen twice
+ * when the hash grows during the scan (HSCAN's guarantee is only that every
+ * record present for the whole scan is seen). SH_EPROTO for a malformed
+ * record, SH_ELIMIT when fn stopped it, the router's error otherwise. */
+sh_err sh_audit_records_scan(struct sh_cluster *c, const char *sku, unsigned part, unsigned salt,
+                             sh_audit_record_fn fn, void *arg, int *exists);
+
+/* For users[0..n) of sku, the sum of the QTY of every entry of {u:SKU:USER}
+ * into sums[0..n), pipelined SH_AUDIT_SCAN_COUNT users at a time. SH_EPROTO
+ * for a malformed entry, the router's error otherwise. */
+sh_err sh_audit_user_sums(struct sh_cluster *c, const char *sku, const char *const *users, size_t n,
+                          int64_t *sums);
 
 #endif

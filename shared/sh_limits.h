@@ -65,6 +65,18 @@
 #define SH_LEASE_POLL_MS_MAX     100    /* start-up retries at least this often */
 #define SH_LEASE_LOG_MS_MIN      1000   /* "lease held by ..." logged at most this often */
 
+/* ---- audit (scheduler/sch_audit.c, shared/sh_audit.c) --------------------
+ * The audit runs on its own thread with its own Redis and sync worker
+ * connections, so the loop thread only queues it and writes its reply. What
+ * it costs a deduction is the Redis side: one audit command at a time holds a
+ * master for at most one page (SH_AUDIT_SCAN_COUNT records or user hashes,
+ * about 1 ms here; stream reads SH_AUDIT_PAGE_ENTRIES entries). */
+#define SH_AUDIT_SCAN_COUNT  1000    /* order records per HSCAN, user hashes per pipeline */
+#define SH_AUDIT_HOLDERS_MAX 4000000 /* held orders one audit compares with user entries */
+#define SH_AUDIT_PENDING_AGE_MS_MAX                                                                \
+    60000                     /* pending pool work or an unshipped detail older: broken */
+#define SH_AUDIT_QUEUE_MAX 16 /* audits waiting for the audit thread; more: busy */
+
 /* ---- config ------------------------------------------------------------- */
 #define SH_CONFIG_LINE_BYTES_MAX   1024
 #define SH_CONFIG_STRING_BYTES_MAX 256

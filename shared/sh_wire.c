@@ -36,8 +36,8 @@
 #define WIRE_PARTOP_FIXED_BYTES         (1 + 1 + 1 + 2 + 8 + 8)
 #define WIRE_PARTOP_RESULT_FIXED_BYTES  (1 + 1 + 1 + 1 + 1 + 2 + 8 + 8 + 8 + 8 + 8 + 8 + 1)
 #define WIRE_SYNC_STATE_REQ_FIXED_BYTES 1
-#define WIRE_SYNC_STATE_REP_FIXED_BYTES (1 + 1)
-#define WIRE_SYNC_PART_BYTES            (2 + 8 + 8 + 8 + 8 + 8 + 8)
+#define WIRE_SYNC_STATE_REP_FIXED_BYTES (1 + 1 + 8 + 1)
+#define WIRE_SYNC_PART_BYTES            (2 + 8 + 8 + 8 + 8 + 8 + 8 + 8)
 
 /* A full message of every type fits one NNG message, so an encoder never meets a
  * count within its limit that it cannot send. */
@@ -516,6 +516,10 @@ static sh_err check_partop_result(const sh_wire_partop_result *res)
 static sh_err check_sync_state_rep(const sh_wire_sync_state_rep *rep, size_t n)
 {
     if ((unsigned)rep->status >= SH_ERR_COUNT_ || (rep->status != SH_OK && n != 0)) {
+        return SH_EINVAL;
+    }
+    if ((rep->dup_orders == 0) != (rep->dup_order_len == 0) ||
+        check_str(rep->dup_order, rep->dup_order_len, 0, SH_ORDER_ID_CHARS_MAX) != SH_OK) {
         return SH_EINVAL;
     }
     return check_str(rep->message, rep->message_len, 0, SH_MESSAGE_CHARS_MAX);
@@ -1321,7 +1325,7 @@ size_t sh_wire_sync_state_rep_size(const sh_wire_sync_state_rep *rep,
         return 0;
     }
     return SH_WIRE_HEADER_BYTES + WIRE_SYNC_STATE_REP_FIXED_BYTES + (size_t)rep->message_len +
-           n * WIRE_SYNC_PART_BYTES;
+           (size_t)rep->dup_order_len + n * WIRE_SYNC_PART_BYTES;
 }
 
 sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
@@ -1349,6 +1353,8 @@ sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, 
     }
     wr_u8(&w, (uint8_t)rep->status);
     wr_str(&w, rep->message, rep->message_len);
+    wr_u64(&w, rep->dup_orders);
+    wr_str(&w, rep->dup_order, rep->dup_order_len);
     for (size_t i = 0; i < n; i++) {
         const sh_wire_sync_part *p = &parts[i];
         wr_u16(&w, p->partition);
@@ -1358,6 +1364,7 @@ sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, 
         wr_i64(&w, p->rows_counted);
         wr_i64(&w, p->qty_counted);
         wr_u64(&w, p->max_seq);
+        wr_u64(&w, p->chk);
     }
     encode_end(buf, size, &w, len_out);
     return SH_OK;
@@ -1376,6 +1383,8 @@ sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_hea
     }
     rep->status = (sh_err)rd_u8(&r);
     rd_str(&r, rep->message, SH_MESSAGE_CHARS_MAX, &rep->message_len);
+    rep->dup_orders = rd_u64(&r);
+    rd_str(&r, rep->dup_order, SH_ORDER_ID_CHARS_MAX, &rep->dup_order_len);
     if (r.err == SH_OK && check_sync_state_rep(rep, hdr->count) != SH_OK) {
         return SH_EINVAL;
     }
@@ -1388,6 +1397,7 @@ sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_hea
         p->rows_counted = rd_i64(&r);
         p->qty_counted = rd_i64(&r);
         p->max_seq = rd_u64(&r);
+        p->chk = rd_u64(&r);
         if (r.err == SH_OK && check_sync_part(p, i > 0 ? &parts[i - 1] : NULL) != SH_OK) {
             return SH_EINVAL;
         }

@@ -22,8 +22,10 @@
 #include "sh_err.h"
 #include "sh_limits.h"
 
-/* 2: CATALOG_REP carries schema_before/after (catalog op MIGRATE). */
-#define SH_WIRE_VERSION     2
+/* 2: CATALOG_REP carries schema_before/after (catalog op MIGRATE).
+ * 3: SYNC_STATE_REP carries the orders deducted twice and each partition's
+ *    detail checksum (the audit's identity and once-per-order checks). */
+#define SH_WIRE_VERSION     3
 #define SH_WIRE_PARTOPS_MAX 1024 /* items in one PARTOP_REQ/REP (SH_PARTITIONS_PER_SKU_MAX * 4) */
 
 typedef enum sh_wire_type {
@@ -253,6 +255,9 @@ typedef struct sh_wire_sync_state_rep {
     sh_err status; /* < SH_ERR_COUNT_; records only with SH_OK */
     uint8_t message_len;
     char message[SH_MESSAGE_CHARS_MAX + 1];
+    uint64_t dup_orders; /* orders with more than one deduction (or release) row */
+    uint8_t dup_order_len;
+    char dup_order[SH_ORDER_ID_CHARS_MAX + 1]; /* the least of them, "" when none */
 } sh_wire_sync_state_rep;
 
 /* One partition's sync state in MySQL: its stock_partition row (zeros without one)
@@ -266,6 +271,7 @@ typedef struct sh_wire_sync_part {
     int64_t rows_counted; /* COUNT(*) of its deduction_detail rows, >= 0 */
     int64_t qty_counted;  /* SUM(qty) of those rows */
     uint64_t max_seq;     /* MAX(seq) of those rows */
+    uint64_t chk;         /* SUM of sh_audit_detail_chk over those rows (the identity check) */
 } sh_wire_sync_part;
 
 /* ---- header and helpers ------------------------------------------------ */

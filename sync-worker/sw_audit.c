@@ -30,10 +30,19 @@ static const char SQL_SNAPSHOT_BEGIN[] = "START TRANSACTION WITH CONSISTENT SNAP
 static const char SQL_SYNC_ROWS[] =
     "SELECT partition_id, synced_seq, deducted, detail_rows FROM stock_partition "
     "WHERE sku_id = ? ORDER BY partition_id LIMIT ?";
+/* The checksum of a detail is CRC32 of "SEQ|ORDER|QTY" (sh_audit_detail_chk
+ * computes the same from Redis's order records): a row whose order or qty
+ * differs from the deduction Redis made at that seq changes the sum. */
 static const char SQL_DETAIL_SUMS[] =
     "SELECT partition_id, COUNT(*), CAST(COALESCE(SUM(qty), 0) AS SIGNED), "
-    "COALESCE(MAX(seq), 0) FROM deduction_detail WHERE sku_id = ? "
+    "COALESCE(MAX(seq), 0), "
+    "CAST(COALESCE(SUM(CRC32(CONCAT(seq, '|', order_id, '|', qty))), 0) AS UNSIGNED) "
+    "FROM deduction_detail WHERE sku_id = ? "
     "GROUP BY partition_id ORDER BY partition_id LIMIT ?";
+/* Orders deducted (or released) more than once per SKU, on any partitions. */
+static const char SQL_DUP_ORDERS[] =
+    "SELECT COUNT(*), MIN(order_id) FROM (SELECT order_id FROM deduction_detail "
+    "WHERE sku_id = ? GROUP BY order_id HAVING SUM(qty > 0) > 1 OR SUM(qty < 0) > 1) t";
 
 /* One transaction's state: the request, per-partition slots, the verdict. */
 typedef struct sa_ctx {
@@ -41,6 +50,9 @@ typedef struct sa_ctx {
     sw_audit_out *out;
     sh_wire_sync_part slot[SH_PARTITIONS_PER_SKU_MAX];
     unsigned char present[SH_PARTITIONS_PER_SKU_MAX];
+    uint64_t dup_orders;
+    uint8_t dup_order_len;
+    char dup_order[SH_ORDER_ID_CHARS_MAX + 1];
     sh_err status;
     char message[SH_MESSAGE_CHARS_MAX + 1];
 } sa_ctx;
@@ -106,8 +118,9 @@ static sw_db sa_sync_row(void *arg, const sw_col *cols, size_t ncols)
 static sw_db sa_detail_row(void *arg, const sw_col *cols, size_t ncols)
 {
     sa_ctx *c = arg;
-    SH_ASSERT(ncols == 4);
-    if (cols[0].is_null || cols[1].is_null || cols[2].is_null || cols[3].is_null) {
+    SH_ASSERT(ncols == 5);
+    if (cols[0].is_null || cols[1].is_null || cols[2].is_null || cols[3].is_null ||
+        cols[4].is_null) {
         sa_refuse(c, SH_ERANGE, "sku %s: a detail aggregate is NULL", c->req->sku);
         return SW_DB_OK;
     }
@@ -118,6 +131,25 @@ static sw_db sa_detail_row(void *arg, const sw_col *cols, size_t ncols)
     s->rows_counted = (int64_t)cols[1].u64;
     s->qty_counted = cols[2].i64;
     s->max_seq = cols[3].u64;
+    s->chk = cols[4].u64;
+    return SW_DB_OK;
+}
+
+static sw_db sa_dup_row(void *arg, const sw_col *cols, size_t ncols)
+{
+    sa_ctx *c = arg;
+    SH_ASSERT(ncols == 2);
+    c->dup_orders = cols[0].is_null ? 0 : cols[0].u64;
+    c->dup_order_len = 0;
+    if (c->dup_orders > 0 && !cols[1].is_null) {
+        size_t n = cols[1].len < SH_ORDER_ID_CHARS_MAX ? cols[1].len : SH_ORDER_ID_CHARS_MAX;
+        memcpy(c->dup_order, cols[1].buf, n);
+        c->dup_order[n] = '\0';
+        c->dup_order_len = (uint8_t)n;
+    }
+    if (c->dup_orders > 0 && c->dup_order_len == 0) {
+        sa_refuse(c, SH_ERANGE, "sku %s: an order deducted twice has an empty id", c->req->sku);
+    }
     return SW_DB_OK;
 }
 
@@ -126,6 +158,8 @@ static sw_db sa_body(sw_mysql *m, void *arg)
     sa_ctx *c = arg;
     /* Restartable: everything the reply holds is rebuilt from scratch. */
     memset(c->present, 0, sizeof c->present);
+    c->dup_orders = 0;
+    c->dup_order_len = 0;
     c->status = SH_OK;
     c->message[0] = '\0';
     sw_db v = sw_mysql_exec(m, SQL_SNAPSHOT_LEVEL, sizeof SQL_SNAPSHOT_LEVEL - 1, NULL);
@@ -147,8 +181,18 @@ static sw_db sa_body(sw_mysql *m, void *arg)
         sa_refuse(c, SH_ERANGE, "sku %s: more than %d stock_partition rows", r->sku,
                   SH_PARTITIONS_PER_SKU_MAX);
     }
-    sw_col dc[4] = {{.type = SW_P_U64}, {.type = SW_P_U64}, {.type = SW_P_I64}, {.type = SW_P_U64}};
-    v = sw_mysql_stmt(m, SQL_DETAIL_SUMS, p, 2, dc, 4, sa_detail_row, c, &rows, NULL);
+    sw_col dc[5] = {{.type = SW_P_U64},
+                    {.type = SW_P_U64},
+                    {.type = SW_P_I64},
+                    {.type = SW_P_U64},
+                    {.type = SW_P_U64}};
+    v = sw_mysql_stmt(m, SQL_DETAIL_SUMS, p, 2, dc, 5, sa_detail_row, c, &rows, NULL);
+    if (v != SW_DB_OK) {
+        return v;
+    }
+    char order[SH_ORDER_ID_CHARS_MAX + 1];
+    sw_col uc[2] = {{.type = SW_P_U64}, {.type = SW_P_STR, .buf = order, .cap = sizeof order}};
+    v = sw_mysql_stmt(m, SQL_DUP_ORDERS, p, 1, uc, 2, sa_dup_row, c, &rows, NULL);
     if (v != SW_DB_OK) {
         return v;
     }
@@ -210,5 +254,9 @@ void sw_audit_run(sw_mysql *m, sw_stats *stats, const sh_wire_sync_state_req *re
         }
     }
     SH_ASSERT(out->n <= SH_PARTITIONS_PER_SKU_MAX);
+    out->rep.dup_orders = c.dup_orders;
+    memcpy(out->rep.dup_order, c.dup_order, c.dup_order_len);
+    out->rep.dup_order[c.dup_order_len] = '\0';
+    out->rep.dup_order_len = c.dup_order_len;
     sa_finish(out, SH_OK, "");
 }

@@ -328,6 +328,8 @@ static void make_sync_state_rep(sh_wire_sync_state_rep *rep, sh_wire_sync_part *
     memset(parts, 0, sizeof *parts * N_SYNC_PARTS);
     rep->status = SH_OK;
     SET_MAX(rep->message, 16);
+    SET_MAX(rep->dup_order, 17);
+    rep->dup_orders = UINT64_MAX;
     static const uint16_t idx[N_SYNC_PARTS] = {0, 1, 200, SH_PARTITIONS_PER_SKU_MAX - 1};
     for (int i = 0; i < N_SYNC_PARTS; i++) {
         parts[i].partition = idx[i];
@@ -337,6 +339,7 @@ static void make_sync_state_rep(sh_wire_sync_state_rep *rep, sh_wire_sync_part *
         parts[i].rows_counted = i * 10;
         parts[i].qty_counted = -i;
         parts[i].max_seq = (uint64_t)i * 10 + 1;
+        parts[i].chk = i == 0 ? UINT64_MAX : (uint64_t)i * 0x9e3779b97f4a7c15ULL;
     }
     parts[3].synced_seq = UINT64_MAX;
     parts[3].deducted = INT64_MIN;
@@ -960,9 +963,20 @@ static void test_roundtrip_sync_state_rep(void **state)
         assert_true(got[i].rows_counted == parts[i].rows_counted);
         assert_true(got[i].qty_counted == parts[i].qty_counted);
         assert_true(got[i].max_seq == parts[i].max_seq);
+        assert_true(got[i].chk == parts[i].chk);
     }
     assert_true(got[3].deducted == INT64_MIN && got[3].max_seq == UINT64_MAX);
+    assert_true(out.dup_orders == UINT64_MAX);
+    ASSERT_STR_EQ(&out, &in, dup_order);
     free(msg);
+
+    /* A count of doubled orders without one named, or one named with none
+     * counted, is refused both ways. */
+    in.dup_orders = 0;
+    assert_int_equal(
+        sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 13, &in, parts, N_SYNC_PARTS),
+        SH_EINVAL);
+    in.dup_orders = 1;
 
     /* No partition known yet: an empty answer. A refusal carries no record. */
     for (int refusal = 0; refusal < 2; refusal++) {
@@ -1034,13 +1048,14 @@ static void test_sync_state_bounds(void **state)
     }
 
     /* The decoder refuses the same facts, patched into a valid message. Layout:
-     * header, status u8, message (u8 length + bytes), then 50-byte records whose
-     * first field is the u16 partition and whose fourth is detail_rows. */
+     * header, status u8, message (u8 length + bytes), dup_orders u64, dup_order
+     * (u8 length + bytes), then 58-byte records whose first field is the u16
+     * partition and whose fourth is detail_rows. */
     make_sync_state_rep(&rep, parts);
     assert_int_equal(
         sh_wire_sync_state_rep_encode(buf, sizeof buf, &len, 1, &rep, parts, N_SYNC_PARTS), SH_OK);
-    size_t rec0 = SH_WIRE_HEADER_BYTES + 1 + 1 + rep.message_len;
-    size_t rec_bytes = 2 + 6 * 8;
+    size_t rec0 = SH_WIRE_HEADER_BYTES + 1 + 1 + rep.message_len + 8 + 1 + rep.dup_order_len;
+    size_t rec_bytes = 2 + 7 * 8;
     assert_int_equal(len, rec0 + N_SYNC_PARTS * rec_bytes);
     struct {
         size_t off;
@@ -1101,7 +1116,7 @@ static void test_golden_bytes(void **state)
     SET_STR(it.order_id, "o1");
     SET_STR(it.user_id, "u");
     static const uint8_t want[] = {
-        0x02, 0x01, 0x01, 0x00, 0x21, 0x00, 0x00, 0x00,             /* v, type, count, len */
+        0x03, 0x01, 0x01, 0x00, 0x21, 0x00, 0x00, 0x00,             /* v, type, count, len */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,             /* req_id */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,             /* tag */
         0x05, 0x00, 0x00, 0x00, 0x40, 0x42, 0x0F, 0x00, 0xFE, 0x00, /* qty .. partition */
@@ -1119,7 +1134,7 @@ static void test_golden_bytes(void **state)
     memset(&sreq, 0, sizeof sreq);
     SET_STR(sreq.sku, "AB");
     static const uint8_t want_req[] = {
-        0x02, 0x0B, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, /* v, type 11, count 1, len 3 */
+        0x03, 0x0B, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, /* v, type 11, count 1, len 3 */
         0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
         0x02, 'A',  'B'};
     assert_int_equal(sh_wire_sync_state_req_encode(buf, sizeof buf, &len, 2, &sreq), SH_OK);
@@ -1129,24 +1144,30 @@ static void test_golden_bytes(void **state)
     sh_wire_sync_state_rep srep;
     memset(&srep, 0, sizeof srep);
     SET_STR(srep.message, "m");
+    SET_STR(srep.dup_order, "o");
+    srep.dup_orders = 2;
     sh_wire_sync_part sp = {.partition = 0x00FE,
                             .synced_seq = 3,
                             .deducted = -1,
                             .detail_rows = 3,
                             .rows_counted = 3,
                             .qty_counted = 2,
-                            .max_seq = 3};
+                            .max_seq = 3,
+                            .chk = 0x0102030405060708ull};
     static const uint8_t want_rep[] = {
-        0x02, 0x0C, 0x01, 0x00, 0x35, 0x00, 0x00, 0x00, /* v, type 12, count 1, len 53 */
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
-        0x00, 0x01, 'm',                                /* status, message */
-        0xFE, 0x00,                                     /* partition */
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* synced_seq */
-        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, /* deducted */
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* detail_rows */
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* rows_counted */
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* qty_counted */
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+        0x03, 0x0C, 0x01, 0x00, 0x47, 0x00, 0x00, 0x00,  /* v, type 12, count 1, len 71 */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* req_id */
+        0x00, 0x01, 'm',                                 /* status, message */
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* dup_orders */
+        0x01, 'o',                                       /* dup_order */
+        0xFE, 0x00,                                      /* partition */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* synced_seq */
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,  /* deducted */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* detail_rows */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* rows_counted */
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* qty_counted */
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* max_seq */
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01}; /* chk */
     uint8_t big[128];
     assert_int_equal(sh_wire_sync_state_rep_encode(big, sizeof big, &len, 3, &srep, &sp, 1), SH_OK);
     assert_int_equal(len, sizeof want_rep);
@@ -1160,7 +1181,7 @@ static void test_golden_bytes(void **state)
     crep.schema_after = 0x0102;
     SET_STR(crep.message, "m");
     static const uint8_t want_cat[] = {
-        0x02, 0x08, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, /* v, type 8, count 0, len 12 */
+        0x03, 0x08, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, /* v, type 8, count 0, len 12 */
         0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
         0x00, 0x01,                                     /* status, applied */
         0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00, /* schema_before, schema_after */
