@@ -19,28 +19,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/stock_test.sh
 . "$(dirname "$0")/../lib/stock_test.sh"
 
-t_require_infra
-OWN_BASE=$((BASE_PORT + 200))
-OWN_INFRA=$(mktemp -d /tmp/stock-failover-infra.XXXXXX)
-FROZEN=""
-own_down() {
-    if [ -n "$FROZEN" ]; then kill -CONT "$FROZEN" 2>/dev/null || true; fi
-    if [ -n "$T_DIR" ]; then # the daemons first, then what they talk to
-        timeout 60 bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" >/dev/null 2>&1 || true
-    fi
-    timeout 120 bash "$T_ROOT/scripts/infra.sh" down --dir "$OWN_INFRA" >/dev/null 2>&1 || true
-    rm -rf "$OWN_INFRA"
-}
-say "own infrastructure in $OWN_INFRA (base port $OWN_BASE, node timeout 1 s)"
-INFRA_REDIS_NODE_TIMEOUT_MS=1000 STOCK_BIN=$T_BIN timeout 300 bash "$T_ROOT/scripts/infra.sh" up \
-    --dir "$OWN_INFRA" --base-port "$OWN_BASE" >"$OWN_INFRA.log" 2>&1 ||
-    { own_down; fail "infra.sh up failed: $(tail -5 "$OWN_INFRA.log")"; }
-rm -f "$OWN_INFRA.log"
-t_at_exit own_down
-# From here on the test's own cluster and MariaDB are the ones t_* talk to.
-INFRA_DIR=$OWN_INFRA
-t_require_infra
-BASE_PORT=$OWN_BASE
+t_own_infra
 # The lease key may live on the master this test kills: it must outlast the
 # failover.
 # FAILOVER_DURABILITY=leader shows what durability = replica prevents (the
@@ -68,8 +47,8 @@ order() { # order ID: one deduction, its status appended to answers.txt
 for i in 1 2 3 4 5; do order "a$i"; done
 
 say "freeze the replica and cut its link"
-FROZEN=$(t_redis_pid "$rp")
-kill -STOP "$FROZEN"
+T_FROZEN=$(t_redis_pid "$rp")
+kill -STOP "$T_FROZEN"
 timeout 5 redis-cli -p "$pm" CLIENT KILL TYPE replica >/dev/null
 for i in 1 2 3 4 5 6; do order "c$i"; done
 okc=$(awk '$1 ~ /^c/ && $2 == 200' "$answers" | wc -l)
@@ -77,22 +56,16 @@ assert_eq "orders answered ok while no replica holds them" 0 "$okc"
 
 say "kill -9 the master (pid $(t_redis_pid "$pm")), resume the replica"
 kill -KILL "$(t_redis_pid "$pm")"
-kill -CONT "$FROZEN"
-FROZEN=""
-for _ in $(seq 1 150); do
-    [ "$(timeout 2 redis-cli -p "$rp" ROLE 2>/dev/null | head -1)" = master ] && break
-    sleep 0.2
-done
+kill -CONT "$T_FROZEN"
+T_FROZEN=""
+t_wait_role "$rp" master 30
 assert_eq "the replica was promoted" master "$(timeout 2 redis-cli -p "$rp" ROLE | head -1)"
-for _ in $(seq 1 100); do
-    timeout 2 redis-cli -p "$rp" CLUSTER INFO | grep -q 'cluster_state:ok' && break
-    sleep 0.2
-done
+t_wait_cluster_ok "$rp" 20 || true
 
 # Under durability = replica the new master answers nothing until a replica
 # is attached: the killed master comes back and rejoins as its replica.
 say "restart the killed master (it rejoins as a replica of the new one)"
-redis-server "$OWN_INFRA/redis/$pm/redis.conf" >/dev/null
+redis-server "$T_OWN_INFRA/redis/$pm/redis.conf" >/dev/null
 t_wait_replicas "$rp" 1 30
 
 say "25 new orders and the six again"

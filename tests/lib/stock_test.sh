@@ -363,6 +363,63 @@ t_redis_pid() {
     timeout 5 redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
 }
 
+# t_wait_role PORT ROLE TIMEOUT_S: waits until the Redis on PORT says ROLE
+# (master, slave) or the bound passes (the caller asserts).
+t_wait_role() {
+    local deadline=$((SECONDS + $3))
+    until [ "$(timeout 2 redis-cli -p "$1" ROLE 2>/dev/null | head -1)" = "$2" ] ||
+        [ "$SECONDS" -ge "$deadline" ]; do
+        sleep 0.2
+    done
+}
+
+# t_wait_cluster_ok PORT TIMEOUT_S: waits until the node on PORT says
+# cluster_state:ok; returns 1 when the bound passes.
+t_wait_cluster_ok() {
+    local deadline=$((SECONDS + $2))
+    until timeout 2 redis-cli -p "$1" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok'; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+
+# ---- a cluster of the test's own (failover tests) -------------------------------------------
+#
+# A failover is destructive, so a test that kills a master leaves the suite's
+# cluster alone and brings up its own (scripts/infra.sh at BASE_PORT+200, with
+# a cluster node timeout of 1 s so a failover takes seconds, not the default
+# 5 s + election).
+
+T_OWN_INFRA=""
+T_FROZEN="" # the pid of a redis-server the test stopped (SIGSTOP): resumed at exit
+
+# t_own_infra: up, down at exit (T_FROZEN resumed, the daemons stopped first),
+# and INFRA_DIR / BASE_PORT pointed at it, so every t_* helper and
+# t_start_daemons (called after this) use it.
+t_own_infra() {
+    t_require_infra
+    local base=$((BASE_PORT + 200))
+    T_OWN_INFRA=$(mktemp -d "/tmp/stock-$T_NAME-infra.XXXXXX")
+    say "own infrastructure in $T_OWN_INFRA (base port $base, node timeout 1 s)"
+    INFRA_REDIS_NODE_TIMEOUT_MS=1000 STOCK_BIN=$T_BIN timeout 300 bash "$T_ROOT/scripts/infra.sh" \
+        up --dir "$T_OWN_INFRA" --base-port "$base" >"$T_OWN_INFRA.log" 2>&1 ||
+        { t_own_infra_down; fail "infra.sh up failed: $(tail -5 "$T_OWN_INFRA.log")"; }
+    rm -f "$T_OWN_INFRA.log"
+    t_at_exit t_own_infra_down
+    INFRA_DIR=$T_OWN_INFRA
+    t_require_infra
+    BASE_PORT=$base
+}
+
+t_own_infra_down() {
+    if [ -n "$T_FROZEN" ]; then kill -CONT "$T_FROZEN" 2>/dev/null || true; fi
+    if [ -n "$T_DIR" ]; then # the daemons first, then what they talk to
+        timeout "$T_STOP_TIMEOUT_S" bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" >/dev/null 2>&1 || true
+    fi
+    timeout 120 bash "$T_ROOT/scripts/infra.sh" down --dir "$T_OWN_INFRA" >/dev/null 2>&1 || true
+    rm -rf "$T_OWN_INFRA" "$T_OWN_INFRA.log"
+}
+
 # t_part_key SKU P WHICH: partition P's key: st (state), d (stream), o (orders).
 t_part_key() { echo "{s:$1:$2:$(t_rcli HGET "{s:$1}:pool" "t.$2")}:$3"; }
 
@@ -737,6 +794,25 @@ if j.get("mysql_verified") is not True or "mysql_deducted" not in j:
     sys.exit(1)
 print(j["mysql_deducted"], j["mysql_detail_rows"])
 '
+}
+
+# t_audit_check NAME < AUDIT-JSON: "STATE<TAB>DETAIL" of the check NAME of a
+# `stockctl --json audit` reply (its "checks": name, label, state, detail);
+# "" when the reply has no such check.
+t_audit_check() {
+    "$T_PY" -c '
+import json, sys
+try:
+    checks = json.load(sys.stdin).get("checks")
+except (ValueError, AttributeError):
+    sys.exit(0)
+if isinstance(checks, dict):
+    checks = [dict(v, name=k) for k, v in checks.items() if isinstance(v, dict)]
+for c in checks if isinstance(checks, list) else []:
+    if isinstance(c, dict) and c.get("name") == sys.argv[1]:
+        print("%s\t%s" % (c.get("state", ""), c.get("detail", "")))
+        break
+' "$1"
 }
 
 # t_stop_daemons: scripts/stop.sh on this test's dir now, so that each daemon
