@@ -791,8 +791,14 @@ static cJSON *sch_admin_audit_job(const sch_job_env *env, void *arg, sch_fail *f
 
 static int sch_admin_start_audit(sch_admin *a, sch_admin_client *c, const cJSON *req, sch_fail *f)
 {
-    static const char *const keys[] = {"cmd", "sku"};
-    if (sch_admin_check_keys(req, keys, 2, f) != 0) {
+    static const char *const keys[] = {"cmd", "sku", "max_pending_age_ms"};
+    if (sch_admin_check_keys(req, keys, 3, f) != 0) {
+        return -1;
+    }
+    int present = 0;
+    int64_t age_max = SH_AUDIT_PENDING_AGE_MS_MAX;
+    if (sch_admin_get_int(req, "max_pending_age_ms", 1, SH_AUDIT_PENDING_AGE_MS_MAX, &present,
+                          &age_max, f) != 0) {
         return -1;
     }
     sch_audit_input *in = calloc(1, sizeof *in);
@@ -805,6 +811,7 @@ static int sch_admin_start_audit(sch_admin *a, sch_admin_client *c, const cJSON 
         return -1;
     }
     in->pending_part = -1;
+    in->pending_age_ms_max = present ? (uint64_t)age_max : SH_AUDIT_PENDING_AGE_MS_MAX;
     const sch_sku *s = sch_registry_find(a->ctx->reg, in->sku, strlen(in->sku));
     uint64_t now = sh_clock_mono_ms();
     for (uint16_t i = 0; s != NULL && s->parts != NULL && i < s->nparts; i++) {

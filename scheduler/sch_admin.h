@@ -9,17 +9,20 @@
  *                partitions are given, and the STORED row is loaded into Redis
  *   sku_restock  {"sku","units","restock_id"}: the catalog, then the pool, each
  *                once per restock id
- *   audit        {"sku"}: Redis's invariants and Redis against MySQL
+ *   audit        {"sku"[, "max_pending_age_ms"]}: Redis's invariants, Redis
+ *                against MySQL, and the deep checks (sch_audit.h)
  *   stats        counters
  * Every reply is one line: {"ok":true,...} or {"ok":false,"error":"code",
  * "message":"..."}; codes: bad_request, unknown_command, unknown_sku,
  * unavailable (no sync worker answered), restock_conflict, catalog_conflict,
- * internal. A bad line gets an error reply and the connection stays usable; a
- * line longer than SCH_ADMIN_LINE_BYTES_MAX closes the connection.
+ * busy (SH_AUDIT_QUEUE_MAX operator commands queued), internal. A bad line
+ * gets an error reply and the connection stays usable; a line longer than
+ * SCH_ADMIN_LINE_BYTES_MAX closes the connection.
  *
- * sku_load, sku_restock and audit call a sync worker synchronously from the
- * loop thread (sch_sync.h): rare operator commands, paid for with a pause of
- * the loop. */
+ * sku_load and sku_restock call a sync worker synchronously from the loop
+ * thread (sch_sync.h): rare, one MySQL round trip each. The audit reads every
+ * order record of a SKU, so it runs on the operator thread (sch_jobs.h) and
+ * its client's next lines wait for its reply; the loop goes on serving. */
 #ifndef SCH_ADMIN_H
 #define SCH_ADMIN_H
 

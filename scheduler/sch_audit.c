@@ -839,19 +839,20 @@ static void sa_judge_age(struct sh_cluster *router, const char *sku, sch_audit_w
         }
     }
     const sch_audit_input *in = &w->in;
-    if (in->pending_age_ms > SH_AUDIT_PENDING_AGE_MS_MAX) {
+    uint64_t bound = in->pending_age_ms_max;
+    if (in->pending_age_ms > bound) {
         sch_chk_set(ps, CHK_PENDING_AGE, CHK_BROKEN,
-                    "partition %d: pool work pending for %" PRIu64 " ms (bound %d ms)",
-                    in->pending_part, in->pending_age_ms, SH_AUDIT_PENDING_AGE_MS_MAX);
-    } else if (oldest > SH_AUDIT_PENDING_AGE_MS_MAX) {
+                    "partition %d: pool work pending for %" PRIu64 " ms (bound %" PRIu64 " ms)",
+                    in->pending_part, in->pending_age_ms, bound);
+    } else if (oldest > bound) {
         sch_chk_set(ps, CHK_PENDING_AGE, CHK_BROKEN,
-                    "partition %d: a detail unshipped for %" PRIu64 " ms (bound %d ms)",
-                    oldest_part, oldest, SH_AUDIT_PENDING_AGE_MS_MAX);
+                    "partition %d: a detail unshipped for %" PRIu64 " ms (bound %" PRIu64 " ms)",
+                    oldest_part, oldest, bound);
     } else {
         sch_chk_set(ps, CHK_PENDING_AGE, CHK_OK,
                     "oldest pool work %" PRIu64 " ms, oldest unshipped detail %" PRIu64
-                    " ms (bound %d ms)",
-                    in->pending_age_ms, oldest, SH_AUDIT_PENDING_AGE_MS_MAX);
+                    " ms (bound %" PRIu64 " ms)",
+                    in->pending_age_ms, oldest, bound);
     }
 }
 

@@ -22,8 +22,10 @@ struct sch_sync;
 /* The loop thread's share of one audit. */
 typedef struct sch_audit_input {
     char sku[SH_SKU_ID_CHARS_MAX + 1];
-    uint64_t pending_age_ms; /* the oldest pending grant/return of the SKU, 0 = none */
-    int pending_part;        /* its partition, -1 when none */
+    uint64_t pending_age_ms;     /* the oldest pending grant/return of the SKU, 0 = none */
+    int pending_part;            /* its partition, -1 when none */
+    uint64_t pending_age_ms_max; /* older pending work breaks the
+                                    audit: 1..SH_AUDIT_PENDING_AGE_MS_MAX */
 } sch_audit_input;
 
 /* Runs the audit and returns its reply ({"ok":true, ...}), or NULL with *f set

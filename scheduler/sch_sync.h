@@ -4,11 +4,12 @@
  * (sku load with numbers, restock), to apply the schema migrations (db migrate,
  * catalog op MIGRATE) and for MySQL's sync state of a SKU (audit).
  * These are rare admin operations, so the calls are SYNCHRONOUS and run on the
- * scheduler's loop thread: while one waits for its answer (at most
- * sync.timeout_ms per worker tried) no HTTP request is served. That is the
- * same trade the admin socket already makes for the audit's Redis reads
- * (sch_admin.c); an operator's command during a sale costs the sale a pause of
- * one MySQL round trip, and a worker that is down costs the timeout.
+ * calling thread: on the loop thread (sku load, restock, db migrate) no HTTP
+ * request is served while one waits for its answer (at most sync.timeout_ms
+ * per worker tried): an operator's command during a sale costs the sale a
+ * pause of one MySQL round trip, and a worker that is down costs the timeout.
+ * The audit uses its own sch_sync on the operator thread (sch_jobs.h), so its
+ * waits pause nothing. One sch_sync is used by one thread at a time.
  *
  * One req0 socket per worker URL (sync.urls), dialled without blocking (a
  * worker that is down is redialled in the background). A call goes to the

@@ -1,4 +1,4 @@
-/* sw_audit.c -- SYNC_STATE: two SELECTs in one snapshot (see sw_audit.h).
+/* sw_audit.c -- SYNC_STATE: three SELECTs in one snapshot (see sw_audit.h).
  *
  * The session runs READ COMMITTED (sw_mysql.c), where every statement sees its
  * own fresh snapshot: a batch committed between the SELECT of the sync rows
@@ -8,9 +8,10 @@
  * next transaction only; sw_mysql_tx calls a body with none open), reads, and
  * rolls back. Nothing is locked: the apply path never waits for an audit.
  *
- * Both SELECTs are bounded: LIMIT one past SH_PARTITIONS_PER_SKU_MAX, so a
- * table holding more partitions for the SKU than the system allows is
- * reported instead of read without end. Values from MySQL are checked before
+ * The per-partition SELECTs are bounded: LIMIT one past
+ * SH_PARTITIONS_PER_SKU_MAX, so a table holding more partitions for the SKU
+ * than the system allows is reported instead of read without end; the
+ * doubled-orders SELECT answers one row. Values from MySQL are checked before
  * they go into a reply (a partition id past the limit, a count past INT64_MAX
  * make the reply an error naming it). */
 #include "sw_audit.h"

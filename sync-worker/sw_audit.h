@@ -2,10 +2,12 @@
  *
  * The scheduler's `audit` compares Redis with MySQL (DESIGN.md 8.3): for each
  * partition it needs the sync row (synced_seq, deducted, detail_rows) and what
- * the detail rows themselves add up to (COUNT(*), SUM(qty), MAX(seq)). Both
- * SELECTs run in one REPEATABLE READ snapshot, so a batch committed between
- * them cannot make the row and its details disagree. Read only; nothing is
- * locked, so an audit never slows the apply path down. */
+ * the detail rows themselves add up to (COUNT(*), SUM(qty), MAX(seq), and the
+ * sum of each row's CRC-32 of "SEQ|ORDER|QTY" for the identity check), and for
+ * the SKU the orders with more than one deduction row. The SELECTs run in one
+ * REPEATABLE READ snapshot, so a batch committed between them cannot make the
+ * row and its details disagree. Read only; nothing is locked, so an audit
+ * never slows the apply path down. */
 #ifndef SW_AUDIT_H
 #define SW_AUDIT_H
 

@@ -30,7 +30,10 @@ void ctl_usage(FILE *f)
             "                           Loading again changes nothing: the stored row wins\n"
             "  sku restock SKU UNITS --id RESTOCK_ID\n"
             "                           add UNITS to the SKU's total, once per RESTOCK_ID\n"
-            "  audit SKU                check the invariants of one SKU in Redis and MySQL\n"
+            "  audit SKU [--max-pending-age-ms N]\n"
+            "                           check the invariants of one SKU in Redis and MySQL;\n"
+            "                           pending work or an unshipped detail older than N ms\n"
+            "                           (default and most %d) breaks it\n"
             "  stats                    the scheduler's counters\n"
             "  db migrate               have a sync worker apply the schema migrations it\n"
             "                           carries (sql/migrations); prints the version before\n"
@@ -45,7 +48,8 @@ void ctl_usage(FILE *f)
             "\n"
             "exit status: 0 ok; 1 the scheduler answered an error or an invariant is broken;\n"
             "2 usage error or no answer from the admin socket.\n",
-            CTL_SOCKET_ENV, CTL_SOCKET_DEFAULT, CTL_TIMEOUT_MS_DEFAULT);
+            SH_AUDIT_PENDING_AGE_MS_MAX, CTL_SOCKET_ENV, CTL_SOCKET_DEFAULT,
+            CTL_TIMEOUT_MS_DEFAULT);
 }
 
 sh_err ctl_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -173,27 +177,30 @@ static int ctl_set_sku(ctl_args *a, const char *s, char *err, size_t errlen)
     return 0;
 }
 
-/* The options of `sku load` other than the globals. */
+/* The numeric options of `sku load` (audit 0) and of `audit` (audit 1). */
 typedef struct ctl_load_opt {
     const char *name;
     int64_t lo, hi;
     size_t value_off; /* offsetof(ctl_args, ...) */
     size_t has_off;   /* offsetof(ctl_args, has_...) */
+    int audit;
 } ctl_load_opt;
 
 static const ctl_load_opt ctl_load_opts[] = {
-    {"--total", 1, SH_SKU_TOTAL_UNITS_MAX, offsetof(ctl_args, total),
-     offsetof(ctl_args, has_total)},
+    {"--total", 1, SH_SKU_TOTAL_UNITS_MAX, offsetof(ctl_args, total), offsetof(ctl_args, has_total),
+     0},
     {"--partitions", 1, SH_PARTITIONS_PER_SKU_MAX, offsetof(ctl_args, partitions),
-     offsetof(ctl_args, has_partitions)},
+     offsetof(ctl_args, has_partitions), 0},
     {"--min-chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, offsetof(ctl_args, min_chunk),
-     offsetof(ctl_args, has_min_chunk)},
+     offsetof(ctl_args, has_min_chunk), 0},
     {"--max-chunk", SH_CHUNK_UNITS_MIN, SH_CHUNK_UNITS_MAX, offsetof(ctl_args, max_chunk),
-     offsetof(ctl_args, has_max_chunk)},
-    {"--start", 0, CTL_START_MS_MAX, offsetof(ctl_args, start_ms),
-     offsetof(ctl_args, has_start_ms)},
+     offsetof(ctl_args, has_max_chunk), 0},
+    {"--start", 0, CTL_START_MS_MAX, offsetof(ctl_args, start_ms), offsetof(ctl_args, has_start_ms),
+     0},
     {"--per-user-limit", 0, SH_PER_USER_LIMIT_UNITS_MAX, offsetof(ctl_args, per_user_limit),
-     offsetof(ctl_args, has_per_user_limit)},
+     offsetof(ctl_args, has_per_user_limit), 0},
+    {"--max-pending-age-ms", 1, SH_AUDIT_PENDING_AGE_MS_MAX, offsetof(ctl_args, max_pending_age_ms),
+     offsetof(ctl_args, has_max_pending_age_ms), 1},
 };
 #define CTL_LOAD_NOPTS (sizeof ctl_load_opts / sizeof ctl_load_opts[0])
 
@@ -228,8 +235,12 @@ static int ctl_sub_args(ctl_args *a, int argc, char **argv, int i, int load, int
             continue;
         }
         int matched = 0;
-        for (size_t k = 0; load && k < CTL_LOAD_NOPTS && !matched; k++) {
+        int audit = a->cmd == CTL_CMD_AUDIT;
+        for (size_t k = 0; (load || audit) && k < CTL_LOAD_NOPTS && !matched; k++) {
             const ctl_load_opt *o = &ctl_load_opts[k];
+            if (o->audit != audit) {
+                continue;
+            }
             const char *val = NULL;
             int m = ctl_opt_value(argc, argv, &i, o->name, &val);
             if (m < 0) {
@@ -376,7 +387,7 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         a->cmd = CTL_CMD_AUDIT;
         rc = ctl_sub_args(a, argc, argv, i, 0, 0, pos, 1, &npos, &seen_socket, err, errlen);
         if (rc == 0 && npos != 1) {
-            rc = ctl_fail(err, errlen, "usage: stockctl audit SKU");
+            rc = ctl_fail(err, errlen, "usage: stockctl audit SKU [--max-pending-age-ms N]");
         }
         if (rc == 0) {
             rc = ctl_set_sku(a, pos[0], err, errlen);
@@ -464,6 +475,10 @@ char *ctl_request_build(const ctl_args *a)
         if (cJSON_AddStringToObject(req, "sku", a->sku) == NULL) {
             goto fail;
         }
+    }
+    if (a->cmd == CTL_CMD_AUDIT && a->has_max_pending_age_ms &&
+        ctl_add_i64(req, "max_pending_age_ms", a->max_pending_age_ms) != 0) {
+        goto fail;
     }
     if (a->cmd == CTL_CMD_SKU_RESTOCK) {
         if (ctl_add_i64(req, "units", a->units) != 0 ||

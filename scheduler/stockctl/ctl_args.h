@@ -42,6 +42,9 @@ typedef struct ctl_args {
     int has_total, has_partitions;
     int has_min_chunk, has_max_chunk, has_start_ms, has_per_user_limit;
     const char *name; /* NULL when not given; points into argv */
+    /* audit: the bound on pending work's age, ms (sh_limits.h's when not given) */
+    int64_t max_pending_age_ms;
+    int has_max_pending_age_ms;
     /* sku restock */
     int64_t units;
     char restock_id[SH_RESTOCK_ID_CHARS_MAX + 1];

@@ -181,6 +181,15 @@ static void test_args_help_and_errors(void **state)
     assert_int_equal(parse(&a, NULL, err, sizeof err, W("audit", "a", "b", NULL)), -1);
     assert_int_equal(parse(&a, NULL, err, sizeof err, W("audit", "a{b}", NULL)), -1);
     assert_non_null(strstr(err, "bad SKU id 'a{b}'"));
+    assert_int_equal(
+        parse(&a, NULL, err, sizeof err, W("audit", "a", "--max-pending-age-ms", "60001", NULL)),
+        -1);
+    assert_non_null(strstr(err, "--max-pending-age-ms: 60001 is outside 1..60000"));
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("audit", "a", "--total", "5", NULL)), -1);
+    assert_non_null(strstr(err, "unknown option '--total'"));
+    assert_int_equal(
+        parse(&a, NULL, err, sizeof err, W("sku", "load", "a", "--max-pending-age-ms", "5", NULL)),
+        -1);
     assert_int_equal(parse(&a, NULL, err, sizeof err, W("sku", NULL)), -1);
     assert_int_equal(parse(&a, NULL, err, sizeof err, W("sku", "drop", "x", NULL)), -1);
     assert_non_null(strstr(err, "sku load"));
@@ -346,6 +355,8 @@ static void test_request_build(void **state)
         {{"stats", NULL}, "{\"cmd\":\"stats\"}"},
         {{"db", "migrate", NULL}, "{\"cmd\":\"db_migrate\"}"},
         {{"audit", "flash-1", NULL}, "{\"cmd\":\"audit\",\"sku\":\"flash-1\"}"},
+        {{"audit", "flash-1", "--max-pending-age-ms", "1500", NULL},
+         "{\"cmd\":\"audit\",\"sku\":\"flash-1\",\"max_pending_age_ms\":1500}"},
         {{"sku", "load", "a", NULL}, "{\"cmd\":\"sku_load\",\"sku\":\"a\"}"},
         {{"sku", "restock", "a", "1000000000", "--id", "r-1", NULL},
          "{\"cmd\":\"sku_restock\",\"sku\":\"a\",\"units\":1000000000,\"restock_id\":\"r-1\"}"},
