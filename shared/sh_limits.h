@@ -69,13 +69,15 @@
  * The audit runs on its own thread with its own Redis and sync worker
  * connections, so the loop thread only queues it and writes its reply. What
  * it costs a deduction is the Redis side: one audit command at a time holds a
- * master for at most one page (SH_AUDIT_SCAN_COUNT records or user hashes,
- * about 1 ms here; stream reads SH_AUDIT_PAGE_ENTRIES entries). */
-#define SH_AUDIT_SCAN_COUNT  1000    /* order records per HSCAN, user hashes per pipeline */
-#define SH_AUDIT_HOLDERS_MAX 4000000 /* held orders one audit compares with user entries */
-#define SH_AUDIT_PENDING_AGE_MS_MAX                                                                \
-    60000                     /* pending pool work or an unshipped detail older: broken */
-#define SH_AUDIT_QUEUE_MAX 16 /* audits waiting for the audit thread; more: busy */
+ * master for at most one page: SH_AUDIT_SCAN_COUNT records or user hashes
+ * (HSCAN COUNT 1000 over order records: 1.2 ms per call measured, 50,000
+ * records in 50 calls, INFO commandstats), or 64 stream entries per XRANGE. */
+/* clang-format off */
+#define SH_AUDIT_SCAN_COUNT         1000    /* order records per HSCAN, user hashes per pipeline */
+#define SH_AUDIT_HOLDERS_MAX        1000000 /* held orders compared with user entries (~72 MB) */
+#define SH_AUDIT_PENDING_AGE_MS_MAX 60000   /* pending work or an unshipped detail older: broken */
+#define SH_AUDIT_QUEUE_MAX          16      /* operator commands queued or running; more: busy */
+/* clang-format on */
 
 /* ---- config ------------------------------------------------------------- */
 #define SH_CONFIG_LINE_BYTES_MAX   1024
