@@ -3,7 +3,7 @@
 # on the same box, through the same HTTP front, with the same load generator.
 #
 #   bench/compare.sh [--dir DIR] [--base-port N] [--duration S] [--conns "16 64 256"]
-#                    [--nodes N] [--partitions N] [--durability replica|leader] [--no-build]
+#                    [--nodes N] [--partitions N] [--durability both|replica|leader] [--no-build]
 #
 # Why: a claim like "N times a single Redis key" is worth only what its
 # baseline is. So every design is measured in one run, against one
@@ -22,12 +22,23 @@
 # then open-loop runs of ours at 80% of its peak (p99 at 80% load), 50% and 20%,
 # on the peak's connection count, ours' MySQL sync lag over the whole run, and
 # Redis time per deduction of ours (INFO commandstats and INFO cpu of the masters).
+# All of that runs ours with deduct.durability = replica (the default setting),
+# unless --durability leader.
+# Then, with --durability both (the default), the cost of that setting within
+# the same run, on the same infrastructure: ours' daemons are stopped
+# (scripts/stop.sh; the infrastructure stays up), started again with
+# durability leader, warmed up, and measured closed loop at every connection
+# count (runs ours-leader-cN); the report's "durability: replica vs leader"
+# section gives, per count, both throughputs, replica/leader, and CPU per
+# deduction of ours' processes. --durability replica or leader measures ours
+# under that one setting only (and in all of ours' runs), which is quicker.
 # CPU seconds of every process involved are sampled around each run
 # (/proc/PID/stat), so the report says where the time goes, and how much of the
 # box other processes took meanwhile.
 #
 # Output: bench/results/DATE.json (every figure, machine info, load average,
-# the command line, "ratios" at the connection count where ours peaks),
+# the command line, "ratios" at the connection count where ours peaks,
+# "durability_replica_vs_leader" with --durability both),
 # DATE.md (the table) and DATE.png (throughput vs connections). The table is
 # printed at the end. Everything this script starts is stopped on exit, also
 # on failure: our daemons (scripts/stop.sh), the infrastructure if this run
@@ -54,7 +65,9 @@ CONNS="16 64 256"
 # ~165 us of CPU per deduction, 3 on 1 node ~127 us). --nodes and
 # --partitions show the other shapes.
 NODES=1
-DURABILITY=replica # ours' deduct.durability (and pool.durability)
+# ours' deduct.durability (and pool.durability): both = every run of ours on
+# replica, then the closed loop again on leader; replica or leader = that one only.
+DURABILITY=both
 BUILD=1
 CMDLINE="$0 $*"
 
@@ -83,7 +96,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<EOF
 usage: $(basename "$0") [--dir DIR] [--base-port N] [--duration S] [--conns "16 64 256"]
-                  [--nodes N] [--partitions N] [--durability replica|leader] [--no-build]
+                  [--nodes N] [--partitions N] [--durability both|replica|leader] [--no-build]
 
   --dir DIR        scratch directory for the infrastructure and daemons (default $DIR)
   --base-port N    infra.sh base port (default $BASE_PORT); see the header for the others
@@ -91,7 +104,9 @@ usage: $(basename "$0") [--dir DIR] [--base-port N] [--duration S] [--conns "16 
   --conns LIST     closed-loop connection counts (default "$CONNS")
   --nodes N        partition nodes of ours (default $NODES)
   --partitions N   partitions per SKU of ours (default $SKU_PARTITIONS)
-  --durability D   ours' deduct.durability, replica or leader (default $DURABILITY)
+  --durability D   ours' deduct.durability: both (every run of ours on replica,
+                   then the closed loop again on leader, for the cost of replica),
+                   replica or leader (that setting only) (default $DURABILITY)
   --no-build       do not run make first
 
 Writes bench/results/DATE.{json,md,png} and prints the table.
@@ -119,8 +134,10 @@ parse_args() {
         usage_error "--base-port must be an integer in 1024..65400"
     [[ "$DURATION_S" =~ ^[0-9]+$ ]] && [ "$DURATION_S" -ge 1 ] && [ "$DURATION_S" -le 600 ] ||
         usage_error "--duration must be an integer in 1..600"
-    [ "$DURABILITY" = replica ] || [ "$DURABILITY" = leader ] ||
-        usage_error "--durability must be replica or leader"
+    case "$DURABILITY" in
+        both|replica|leader) ;;
+        *) usage_error "--durability must be both, replica or leader" ;;
+    esac
     [[ "$SKU_PARTITIONS" =~ ^[0-9]+$ ]] && [ "$SKU_PARTITIONS" -ge 1 ] && [ "$SKU_PARTITIONS" -le 256 ] ||
         usage_error "--partitions must be an integer in 1..256"
     [[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] ||
@@ -317,9 +334,12 @@ infra_up() {
     [ -n "$MASTER_PORTS" ] || die "no Redis master answers on $REDIS_PORTS"
 }
 
+# ours_up DURABILITY: start ours' daemons (start.sh starts only what is not
+# running) with that deduct.durability and pool.durability.
 ours_up() {
+    local durability=$1
     local args=(--dir "$DIR" --nodes "$NODES" --http-port "$((BASE_PORT + 80))"
-        --node-opt "deduct.durability=$DURABILITY" --scheduler-opt "pool.durability=$DURABILITY")
+        --node-opt "deduct.durability=$durability" --scheduler-opt "pool.durability=$durability")
     # Sync workers arrive with a later issue; give one when start.sh knows them.
     if bash "$REPO_ROOT/scripts/start.sh" --help 2>/dev/null | grep -q -- '--workers'; then
         args+=(--workers 1)
@@ -331,8 +351,8 @@ ours_up() {
     fi
     log "ours: start.sh ${args[*]}"
     STOCK_BIN="$BIN" timeout 60 bash "$REPO_ROOT/scripts/start.sh" "${args[@]}" \
-        >"$WORK/start.log" 2>&1 ||
-        { tail -n 20 "$WORK/start.log" >&2; die "start.sh failed"; }
+        >"$WORK/start-$durability.log" 2>&1 ||
+        { tail -n 20 "$WORK/start-$durability.log" >&2; die "start.sh failed"; }
     OURS_URL=$(env_get "$DIR/endpoints.env" HTTP_URL)
     ADMIN_SOCKET=$(env_get "$DIR/endpoints.env" ADMIN_SOCKET)
     [ -n "$OURS_URL" ] && [ -n "$ADMIN_SOCKET" ] || die "$DIR/endpoints.env lacks HTTP_URL/ADMIN_SOCKET"
@@ -553,6 +573,35 @@ measure() {
     sync_lag
 }
 
+# The cost of durability = replica within this run (--durability both): ours'
+# daemons are stopped (not the infrastructure: same Redis Cluster, same
+# MariaDB), started again with leader, warmed up, and the closed loop is run
+# at every connection count again (ours-leader-cN, a fresh SKU each, CPU
+# sampled as in every run). Ours stays up on leader: cleanup stops it. Skipped
+# when ours ran before this bench: its daemons are not this script's to stop.
+LEADER_MEASURED=0
+measure_leader() {
+    [ "$DURABILITY" = both ] || return 0
+    if [ "$OURS_STARTED" -ne 1 ]; then
+        log "durability: ours ran before this bench; not stopping it, leader not measured"
+        return 0
+    fi
+    local c sku
+    log "durability: stopping ours (replica) to measure it again with leader"
+    timeout 60 bash "$REPO_ROOT/scripts/stop.sh" --dir "$DIR" >"$WORK/stop-replica.log" 2>&1 ||
+        { tail -n 20 "$WORK/stop-replica.log" >&2; die "stop.sh failed"; }
+    ours_up leader
+    collect_roles   # new pids for the scheduler, nodes and sync workers
+    next_sku w; sku=$SKU; load_ours "$sku"
+    run_lg warmup-ours-leader "$OURS_URL" "$sku" 16 "$WARMUP_S"
+    wait_quiet
+    for c in $CONNS; do
+        next_sku l; sku=$SKU; load_ours "$sku"
+        run_lg "ours-leader-c$c" "$OURS_URL" "$sku" "$c" "$DURATION_S"
+    done
+    LEADER_MEASURED=1
+}
+
 # MySQL sync lag of every detail ours sold during this run: each node's ship
 # histogram (ack time minus creation time of a batch's oldest detail) covers
 # its whole life, so it is read from the first stats line logged after the
@@ -612,7 +661,9 @@ report() {
     local out="$RESULTS_DIR/$STAMP"
     SKU_TOTAL_UNITS=$SKU_TOTAL_UNITS SKU_PARTITIONS=$SKU_PARTITIONS MIN_CHUNK_UNITS=$MIN_CHUNK_UNITS \
         MAX_CHUNK_UNITS=$MAX_CHUNK_UNITS REDIS_CONNS=$REDIS_CONNS MYSQL_WORKERS=$MYSQL_WORKERS \
-        WARMUP_S=$WARMUP_S SYNC_LAG_P99_MS=$SYNC_LAG_P99_MS OPEN_LOOP_CURVE=$OPEN_LOOP_CURVE python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
+        WARMUP_S=$WARMUP_S SYNC_LAG_P99_MS=$SYNC_LAG_P99_MS OPEN_LOOP_CURVE=$OPEN_LOOP_CURVE \
+        DURABILITY=$DURABILITY OURS_DURABILITY=$OURS_DURABILITY LEADER_MEASURED=$LEADER_MEASURED \
+        python3 - "$WORK" "$out" "$CONNS" "$DURATION_S" "$CMDLINE" "$OPEN_RATE" "$OPEN_CONNS" \
         "$MASTER_PORTS" "$REPLICA_PORTS" "$BENCH_REDIS_PORT" "$NODES" <<'PY'
 import csv, json, os, sys
 env = os.environ
@@ -772,6 +823,21 @@ for d in designs:
         cap = pc["box_capacity_s"] or 1
         r["noisy"] = (pc["others_s"] + pc["steal_s"]) > NOISY_SHARE * cap
 
+# --durability both: ours again on leader after the runs above (ours-leader-cN),
+# CPU counted over the same roles as ours' server CPU.
+leader_runs = {}
+if env.get("LEADER_MEASURED") == "1":
+    for c in conns:
+        name = f"ours-leader-c{c}"
+        r = lg(name)
+        r["process_cpu"] = pc = cpu(name, r["ok"])
+        r["redis_masters"] = redis_delta(name, masters, ["evalsha", "set", "eval"])
+        r["redis_replicas"] = redis_delta(name, replicas, [])
+        srv = sum(pc["cpu_s"].get(k, 0) for k in srv_roles["ours"])
+        r["server_cpu_us_per_request"] = round(srv * 1e6 / r["ok"], 1) if r["ok"] else None
+        r["noisy"] = (pc["others_s"] + pc["steal_s"]) > NOISY_SHARE * (pc["box_capacity_s"] or 1)
+        leader_runs[c] = r
+
 peak_c = max(conns, key=lambda c: runs["ours"][c]["throughput_per_s"])
 tp = {d: runs[d][peak_c]["throughput_per_s"] for d in designs}
 def ratio(a, b):
@@ -785,6 +851,36 @@ ratios = {"at_connections": peak_c,
           "vs_single_key": ratio(tp["ours"], tp["single-key"]),
           "vs_mysql_row": ratio(tp["ours"], tp["mysql-row"]),
           "vs_redis_ceiling": ratio(tp["ours"], tp["redis-ceiling"])}
+
+# The cost of deduct.durability = replica: ours' runs (replica) against
+# ours-leader-cN, per connection count. < 1 throughput, > 1 CPU: what replica costs.
+dur_roles = ["ours_scheduler", "ours_nodes", "ours_syncd", "cluster_masters", "cluster_replicas",
+             "mariadbd"]
+def dur_side(r, run):
+    u = r["process_cpu"].get("cpu_us_per_ok", {})
+    return {"run": run, "throughput_per_s": r["throughput_per_s"], "p50_ms": r["p50_ms"],
+            "p99_ms": r["p99_ms"], "server_cpu_us_per_deduction": r["server_cpu_us_per_request"],
+            "cpu_us_per_deduction_by_process": {k: u.get(k) for k in dur_roles},
+            "noisy": r["noisy"]}
+durability = None
+if leader_runs:
+    by_c, tp_ratio, cpu_ratio = {}, {}, {}
+    for c in conns:
+        rr, lr = runs["ours"][c], leader_runs[c]
+        tp_ratio[str(c)] = ratio(rr["throughput_per_s"], lr["throughput_per_s"])
+        cpu_ratio[str(c)] = ratio(rr["server_cpu_us_per_request"], lr["server_cpu_us_per_request"])
+        by_c[str(c)] = {"replica": dur_side(rr, f"ours-c{c}"), "leader": dur_side(lr, f"ours-leader-c{c}")}
+    durability = {
+        "throughput_ratio_replica_over_leader": tp_ratio,
+        "cpu_per_deduction_ratio_replica_over_leader": cpu_ratio,
+        "by_connections": by_c,
+        "note": ("ours measured with deduct.durability = replica (runs ours-cN), then its daemons "
+                 "stopped and started again with leader on the same infrastructure (ours-leader-cN); "
+                 "server CPU = scheduler, nodes, sync workers, Redis masters and replicas, mariadbd, "
+                 "per deduction answered"),
+    }
+    ratios["durability_throughput_replica_over_leader"] = tp_ratio[str(peak_c)]
+    ratios["durability_cpu_per_deduction_replica_over_leader"] = cpu_ratio[str(peak_c)]
 
 open_run = lg("ours-open")
 open_run["process_cpu"] = cpu("ours-open", open_run["ok"])
@@ -853,6 +949,8 @@ result = {
                  "single_key_redis_connections": int(env["REDIS_CONNS"]),
                  "mysql_row_workers": int(env["MYSQL_WORKERS"]),
                  "warmup_s": int(env["WARMUP_S"]),
+                 "durability": env["DURABILITY"],
+                 "ours_durability": env["OURS_DURABILITY"],
                  "redis_durability": "appendonly yes, appendfsync everysec (as infra.sh)",
                  "mysql_durability": "innodb_flush_log_at_trx_commit=1 (as infra.sh)"},
     "ratios": ratios,
@@ -862,8 +960,11 @@ result = {
     "sync_lag_p99_ms": int(env["SYNC_LAG_P99_MS"]) if env.get("SYNC_LAG_P99_MS") else None,
     "redis_per_deduction": redis_cost,
     "single_key_redis_per_request": single_key_cost,
+    "durability_replica_vs_leader": durability,
     "runs": {d: {str(c): runs[d][c] for c in conns} for d in designs},
 }
+if leader_runs:
+    result["runs"]["ours-leader"] = {str(c): leader_runs[c] for c in conns}
 with open(out + ".json", "w") as f:
     json.dump(result, f, indent=1)
 
@@ -875,7 +976,8 @@ L.append(f"# Benchmark {os.path.basename(out)}\n")
 L.append(f"{machine['nproc']} cores ({machine['model']}), {int(machine['mem_kb'])//1024} MiB; "
          f"load average {machine['loadavg_start']} at start, {machine['loadavg_end']} at end. "
          f"{duration} s per measurement, closed loop, qty 1, unique order ids, "
-         f"ours with {nodes} partition nodes and {env['SKU_PARTITIONS']} partitions per SKU.\n")
+         f"ours with {nodes} partition nodes and {env['SKU_PARTITIONS']} partitions per SKU, "
+         f"deduct.durability = {env['OURS_DURABILITY']}.\n")
 L.append("Server CPU = CPU time of the design's own processes per answered request "
          "(ours: scheduler, nodes, sync workers, masters, replicas, mariadbd; single-key: "
          "stock-classic, its redis; "
@@ -925,6 +1027,32 @@ L.append(f"**Redis per deduction (ours, {rc} connections, {len(masters)} masters
          f"time, ~{fmt(redis_cost['per_master_core_deductions_per_s_cpu'], 0)}/s by CPU; N shards: N times that. "
          f"Single-key for comparison: EVALSHA {fmt(single_key_cost['evalsha_usec_per_request'], 2)} us, "
          f"Redis CPU {fmt(single_key_cost['redis_cpu_us_per_request'], 2)} us per request.\n")
+if durability:
+    L.append("**durability: replica vs leader**: ours as above (replica), then its daemons stopped and "
+             "started again with deduct.durability = leader on the same infrastructure, warmed up, "
+             "and the closed loop run again (ours-leader-cN). CPU: us per deduction of ours' "
+             "processes; server = all of them.\n")
+    L.append("| connections | durability | throughput /s | p99 ms | server CPU us/ded | scheduler | "
+             "nodes | sync workers | masters | replicas | mariadbd |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in conns:
+        sides = durability["by_connections"][str(c)]
+        for k in ("replica", "leader"):
+            x = sides[k]
+            pr = x["cpu_us_per_deduction_by_process"]
+            L.append(f"| {c} | {k}" + (" (noisy)" if x["noisy"] else "") +
+                     f" | {fmt(x['throughput_per_s'], 0)} | {fmt(x['p99_ms'], 2)} | "
+                     f"{fmt(x['server_cpu_us_per_deduction'])} | " +
+                     " | ".join(fmt(pr[r]) for r in dur_roles) + " |")
+        pr_r = sides["replica"]["cpu_us_per_deduction_by_process"]
+        pr_l = sides["leader"]["cpu_us_per_deduction_by_process"]
+        L.append(f"| {c} | **replica/leader** | **{fmt(durability['throughput_ratio_replica_over_leader'][str(c)], 3)}** | "
+                 f"{fmt(ratio(sides['replica']['p99_ms'], sides['leader']['p99_ms']), 2)} | "
+                 f"**{fmt(durability['cpu_per_deduction_ratio_replica_over_leader'][str(c)], 3)}** | " +
+                 " | ".join(fmt(ratio(pr_r[r], pr_l[r]), 2) for r in dur_roles) + " |")
+    L.append("")
+elif env["DURABILITY"] == "both":
+    L.append("**durability: replica vs leader**: not measured (ours ran before this bench; see the log).\n")
 L.append("CPU per request by process (us, all processes of each role, during each run):\n")
 L.append("| run | " + " | ".join(["scheduler", "nodes", "sync workers", "masters", "replicas",
                                    "classic srv", "bench redis", "mariadbd", "loadgen"]) + " |")
@@ -997,11 +1125,15 @@ main() {
     build
     check_tools
     infra_up
-    ours_up
+    # Every run of ours but the leader ones of --durability both: replica.
+    OURS_DURABILITY=$DURABILITY
+    [ "$OURS_DURABILITY" != both ] || OURS_DURABILITY=replica
+    ours_up "$OURS_DURABILITY"
     classic_up
     load_script
     collect_roles
     measure
+    measure_leader
     machine_info
     report
     log "results: $RESULT_BASE.json $RESULT_BASE.md $RESULT_BASE.png (work files in $WORK)"
