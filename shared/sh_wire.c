@@ -680,6 +680,17 @@ sh_err sh_wire_str_set(char *dst, size_t dst_size, uint8_t *len_out, const char 
     return SH_OK;
 }
 
+void sh_wire_text_set(char *dst, size_t dst_size, uint8_t *len_out, const char *text)
+{
+    SH_ASSERT(text != NULL && dst_size >= 1);
+    size_t len = strlen(text);
+    if (len > dst_size - 1) {
+        len = dst_size - 1;
+    }
+    sh_err rc = sh_wire_str_set(dst, dst_size, len_out, text, len);
+    SH_ASSERT(rc == SH_OK); /* a C string holds no NUL before its end, and len fits */
+}
+
 /* ---- DEDUCT_REQ / RELEASE_REQ ---------------------------------------------------- */
 
 size_t sh_wire_items_size(const sh_wire_item *items, size_t n)

@@ -291,6 +291,10 @@ const char *sh_wire_outcome_name(int status);
 sh_err sh_wire_str_set(char *dst, size_t dst_size, uint8_t *len_out, const char *src,
                        size_t src_len);
 
+/* Copies the C string text into the string field dst of dst_size bytes (a
+ * message field: an error text), cut to what fits. Never fails. */
+void sh_wire_text_set(char *dst, size_t dst_size, uint8_t *len_out, const char *text);
+
 /* ---- messages ------------------------------------------------------------
  * Every message type has the same three functions:
  *

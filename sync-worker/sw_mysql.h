@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define SW_MYSQL_ERROR_CHARS_MAX 200 /* last error text kept, "mysql 1062: Duplicate ..." */
-#define SW_MYSQL_STMTS_MAX       16  /* distinct prepared statements one connection keeps */
+#define SW_MYSQL_STMTS_MAX       24  /* distinct prepared statements one connection keeps */
 #define SW_MYSQL_PARAMS_MAX      16  /* parameters of one prepared statement */
 #define SW_MYSQL_COLS_MAX        16  /* result columns of one prepared statement */
 #define SW_MYSQL_BACKOFF_MIN_MS  10  /* first pause before a retry, ms; doubles up to the cap */
