@@ -34,7 +34,9 @@
 #define SH_WIRE_DETAILS_MAX   8192                 /* details in one batch */
 
 /* ---- reconcile (`stockctl partition reconcile`, scheduler/sch_reconcile.c) ---- */
-#define SH_WIRE_DETAILS_PAGE_MAX 1000 /* details in one SYNC_DETAILS_REP (MySQL's, a page) */
+#define SH_WIRE_DETAILS_PAGE_MAX  1000    /* details in one SYNC_DETAILS_REP (MySQL's, a page) */
+#define SH_RECONCILE_ORDERS_MAX   1000000 /* orders of one partition held in memory, ~250 B each */
+#define SH_RECONCILE_RENUMBER_MAX 16384   /* details one RECONCILE script renumbers */
 
 /* ---- batching ----------------------------------------------------------- */
 #define SH_DEDUCT_BATCH_ITEMS_MAX 1024 /* deductions coalesced into one script call */
