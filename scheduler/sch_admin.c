@@ -21,6 +21,7 @@
  * them as lossy doubles, LIBRARY-NOTES 6). */
 #include "sch_admin.h"
 
+#include "sch_reconcile.h"
 #include "sch_sync.h"
 
 #include "sh_audit.h"
@@ -1438,6 +1439,92 @@ oom:
     return NULL;
 }
 
+/* ---- partition reconcile ------------------------------------------------------
+ * {"sku", "partition"}: repairs a diverged partition (sch_reconcile.h) with
+ * the pool's router and the sync link, on the loop thread like the audit (an
+ * operator's command; its reads are bounded), then refreshes the SKU in the
+ * registry so routing sees the partition open. The reply says what changed. */
+
+static cJSON *sch_admin_reconcile_json(const char *sku, unsigned part, const sch_reconcile_out *o,
+                                       sch_admin_fail *f)
+{
+    cJSON *r = sch_admin_reply_ok(f);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (cJSON_AddStringToObject(r, "sku", sku) == NULL ||
+        sch_admin_add_i64(r, "partition", part) != 0 ||
+        cJSON_AddStringToObject(r, "reconcile_id", o->id) == NULL ||
+        sch_admin_add_u64(r, "mysql_synced_seq", o->mysql_synced_seq) != 0 ||
+        sch_admin_add_u64(r, "mysql_max_seq", o->mysql_max_seq) != 0 ||
+        sch_admin_add_u64(r, "redis_seq_before", o->redis_seq_before) != 0 ||
+        sch_admin_add_u64(r, "redis_ack_before", o->redis_ack_before) != 0 ||
+        sch_admin_add_u64(r, "kept_from_mysql", o->kept_from_mysql) != 0 ||
+        sch_admin_add_u64(r, "renumbered", o->renumbered) != 0 ||
+        sch_admin_add_u64(r, "renumbered_first", o->renumbered_first) != 0 ||
+        sch_admin_add_u64(r, "renumbered_last", o->renumbered_last) != 0 ||
+        sch_admin_add_u64(r, "seq_after", o->seq_after) != 0 ||
+        sch_admin_add_u64(r, "dropped_duplicates", o->dropped_duplicates) != 0 ||
+        sch_admin_add_u64(r, "records_restored", o->records_restored) != 0 ||
+        sch_admin_add_u64(r, "records_fixed", o->records_fixed) != 0 ||
+        sch_admin_add_u64(r, "grants_finished", o->grants_finished) != 0 ||
+        sch_admin_add_i64(r, "ded_before", o->ded_before) != 0 ||
+        sch_admin_add_i64(r, "ded_after", o->ded_after) != 0 ||
+        sch_admin_add_i64(r, "units_from_partition", o->from_partition) != 0 ||
+        sch_admin_add_i64(r, "units_from_pool", o->from_pool) != 0 ||
+        sch_admin_add_i64(r, "units_given_back", o->given_back) != 0 ||
+        sch_admin_add_i64(r, "oversold", o->oversold) != 0 ||
+        sch_admin_add_u64(r, "grant_id", o->grant_id) != 0 ||
+        sch_admin_add_u64(r, "claims_set", o->claims_set) != 0 ||
+        sch_admin_add_u64(r, "claims_elsewhere", o->claims_elsewhere) != 0 ||
+        sch_admin_add_u64(r, "user_entries_fixed", o->user_entries_fixed) != 0 ||
+        sch_admin_add_bool(r, "already_applied", o->already) != 0 ||
+        sch_admin_add_i64(r, "attempts", o->attempts) != 0 ||
+        sch_admin_add_bool(r, "reopened", o->reopened) != 0) {
+        cJSON_Delete(r);
+        sch_admin_failf(f, "internal", "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
+static cJSON *sch_admin_cmd_partition_reconcile(sch_admin *a, const cJSON *req, sch_admin_fail *f)
+{
+    static const char *const keys[] = {"cmd", "sku", "partition"};
+    if (sch_admin_check_keys(req, keys, sizeof keys / sizeof keys[0], f) != 0) {
+        return NULL;
+    }
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    int64_t part = 0;
+    if (sch_admin_get_sku(req, sku, sizeof sku, f) != 0 ||
+        sch_admin_get_int(req, "partition", 0, SH_PARTITIONS_PER_SKU_MAX - 1, NULL, &part, f) !=
+            0) {
+        return NULL;
+    }
+    if (a->ctx->pool == NULL || sch_pool_router(a->ctx->pool) == NULL) {
+        sch_admin_failf(f, "internal", "the pool is not available");
+        return NULL;
+    }
+    const sch_config *cfg = a->ctx->cfg;
+    sch_reconcile_opts opts = {.epoch = a->ctx->lease_epoch,
+                               .durable =
+                                   cfg != NULL && strcmp(cfg->pool_durability, "replica") == 0,
+                               .wait_ms = cfg != NULL ? (uint32_t)cfg->pool_wait_timeout_ms : 0};
+    sch_reconcile_out out;
+    char why[SCH_ADMIN_MESSAGE_BYTES];
+    sh_err rc = sch_reconcile_run(sch_pool_router(a->ctx->pool), a->ctx->sync, &opts, sku,
+                                  (unsigned)part, &out, why, sizeof why);
+    sch_sku *s = a->ctx->reg != NULL ? sch_registry_find(a->ctx->reg, sku, strlen(sku)) : NULL;
+    if (s != NULL) {
+        (void)sch_pool_refresh(a->ctx->pool, s); /* routing sees it open (or still diverged) */
+    }
+    if (rc != SH_OK) {
+        sch_admin_failf(f, out.error != NULL ? out.error : "internal", "%s", why);
+        return NULL;
+    }
+    return sch_admin_reconcile_json(sku, (unsigned)part, &out, f);
+}
+
 static const struct {
     const char *name;
     cJSON *(*run)(sch_admin *a, const cJSON *req, sch_admin_fail *f);
@@ -1448,6 +1535,7 @@ static const struct {
     {"audit", sch_admin_cmd_audit},
     {"stats", sch_admin_cmd_stats},
     {"db_migrate", sch_admin_cmd_db_migrate},
+    {"partition_reconcile", sch_admin_cmd_partition_reconcile},
 };
 
 /* Parses one request line and returns its reply, never NULL unless out of
@@ -1499,7 +1587,7 @@ static cJSON *sch_admin_dispatch(sch_admin *a, const char *line, size_t len, sch
         if (i == sizeof sch_admin_commands / sizeof sch_admin_commands[0]) {
             sch_admin_failf(f, "unknown_command",
                             "unknown command '%.64s' (registry, sku_load, sku_restock, audit, "
-                            "stats, db_migrate)",
+                            "stats, db_migrate, partition_reconcile)",
                             cmd->valuestring);
         }
     }

@@ -11,6 +11,9 @@
  *                once per restock id
  *   audit        {"sku"}: Redis's invariants and Redis against MySQL
  *   stats        counters
+ *   partition_reconcile {"sku","partition"}: repair a diverged partition
+ *                (sch_reconcile.h) and say what changed; codes not_diverged,
+ *                unknown_partition, mysql_inconsistent, too_large, changed
  * Every reply is one line: {"ok":true,...} or {"ok":false,"error":"code",
  * "message":"..."}; codes: bad_request, unknown_command, unknown_sku,
  * unavailable (no sync worker answered), restock_conflict, catalog_conflict,

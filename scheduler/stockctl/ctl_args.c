@@ -31,6 +31,13 @@ void ctl_usage(FILE *f)
             "  sku restock SKU UNITS --id RESTOCK_ID\n"
             "                           add UNITS to the SKU's total, once per RESTOCK_ID\n"
             "  audit SKU                check the invariants of one SKU in Redis and MySQL\n"
+            "  partition reconcile SKU P\n"
+            "                           repair partition P of SKU after Redis lost answered\n"
+            "                           deductions (the audit names it diverged): MySQL's\n"
+            "                           details stay, what only Redis answered is renumbered\n"
+            "                           after them, counters, records and claims are rebuilt\n"
+            "                           and the partition opens; prints what changed. Exit 1\n"
+            "                           when units are oversold (answered, and backed by none)\n"
             "  stats                    the scheduler's counters\n"
             "  db migrate               have a sync worker apply the schema migrations it\n"
             "                           carries (sql/migrations); prints the version before\n"
@@ -360,7 +367,7 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
     if (i >= argc) {
         return ctl_fail(err, errlen,
                         "no command given (registry, sku load, sku restock, audit, stats, "
-                        "db migrate)");
+                        "db migrate, partition reconcile)");
     }
     const char *cmd = argv[i++];
     const char *pos[2] = {NULL, NULL};
@@ -393,6 +400,21 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         if (rc == 0) {
             rc = ctl_num("UNITS", pos[1], 1, SH_SKU_TOTAL_UNITS_MAX, &a->units, err, errlen);
         }
+    } else if (strcmp(cmd, "partition") == 0) {
+        if (i >= argc || strcmp(argv[i], "reconcile") != 0) {
+            return ctl_fail(err, errlen, "usage: stockctl partition reconcile SKU P");
+        }
+        a->cmd = CTL_CMD_PARTITION_RECONCILE;
+        rc = ctl_sub_args(a, argc, argv, i + 1, 0, 0, pos, 2, &npos, &seen_socket, err, errlen);
+        if (rc == 0 && npos != 2) {
+            rc = ctl_fail(err, errlen, "usage: stockctl partition reconcile SKU P");
+        }
+        if (rc == 0) {
+            rc = ctl_set_sku(a, pos[0], err, errlen);
+        }
+        if (rc == 0) {
+            rc = ctl_num("P", pos[1], 0, SH_PARTITIONS_PER_SKU_MAX - 1, &a->partition, err, errlen);
+        }
     } else if (strcmp(cmd, "db") == 0) {
         if (i >= argc || strcmp(argv[i], "migrate") != 0) {
             return ctl_fail(err, errlen, "usage: stockctl db migrate");
@@ -418,7 +440,7 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
     } else {
         return ctl_fail(err, errlen,
                         "unknown command '%.80s' (registry, sku load, sku restock, audit, stats, "
-                        "db migrate)",
+                        "db migrate, partition reconcile)",
                         cmd);
     }
     if (rc != 0) {
@@ -452,6 +474,7 @@ char *ctl_request_build(const ctl_args *a)
         [CTL_CMD_STATS] = "stats",
         [CTL_CMD_SKU_RESTOCK] = "sku_restock",
         [CTL_CMD_DB_MIGRATE] = "db_migrate",
+        [CTL_CMD_PARTITION_RECONCILE] = "partition_reconcile",
     };
     if (a == NULL || a->cmd == CTL_CMD_HELP || (size_t)a->cmd >= sizeof names / sizeof names[0]) {
         return NULL;
@@ -460,10 +483,14 @@ char *ctl_request_build(const ctl_args *a)
     if (req == NULL || cJSON_AddStringToObject(req, "cmd", names[a->cmd]) == NULL) {
         goto fail;
     }
-    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD || a->cmd == CTL_CMD_SKU_RESTOCK) {
+    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD || a->cmd == CTL_CMD_SKU_RESTOCK ||
+        a->cmd == CTL_CMD_PARTITION_RECONCILE) {
         if (cJSON_AddStringToObject(req, "sku", a->sku) == NULL) {
             goto fail;
         }
+    }
+    if (a->cmd == CTL_CMD_PARTITION_RECONCILE && ctl_add_i64(req, "partition", a->partition) != 0) {
+        goto fail;
     }
     if (a->cmd == CTL_CMD_SKU_RESTOCK) {
         if (ctl_add_i64(req, "units", a->units) != 0 ||
