@@ -1478,6 +1478,8 @@ static cJSON *sch_admin_reconcile_json(const char *sku, unsigned part, const sch
         sch_admin_add_u64(r, "claims_set", o->claims_set) != 0 ||
         sch_admin_add_u64(r, "claims_elsewhere", o->claims_elsewhere) != 0 ||
         sch_admin_add_u64(r, "user_entries_fixed", o->user_entries_fixed) != 0 ||
+        sch_admin_add_u64(r, "mysql_synced_after", o->mysql_synced_after) != 0 ||
+        sch_admin_add_bool(r, "mysql_moved", o->mysql_moved) != 0 ||
         sch_admin_add_bool(r, "already_applied", o->already) != 0 ||
         sch_admin_add_i64(r, "attempts", o->attempts) != 0 ||
         sch_admin_add_bool(r, "reopened", o->reopened) != 0) {

@@ -691,7 +691,7 @@ static sh_err rc_read_state(rc_run *r)
         return rc_fail(r, rc, "unavailable", "cannot read partition %u of %s: %s", r->part, r->sku,
                        sh_strerror(rc));
     }
-    if (h->type != REDIS_REPLY_ARRAY || h->elements != 9 ||
+    if (h->type != REDIS_REPLY_ARRAY || h->elements != 8 ||
         h->element[0]->type != REDIS_REPLY_STRING) {
         freeReplyObject(h);
         return rc_fail(r, SH_EPROTO, "internal", "partition %u of %s has no state", r->part,
@@ -1493,6 +1493,24 @@ static sh_err rc_attempt(rc_run *r)
         r->why[0] = '\0';
     }
     out->reopened = 1;
+    /* A batch the shipper sent before the partition was marked can still land
+     * (a worker that was unreachable then); then the seqs just renumbered
+     * collide with it and the partition diverges again: say so. */
+    sh_wire_detail one;
+    sh_wire_sync_details_rep rep;
+    size_t n = 0;
+    char why2[256];
+    out->mysql_synced_after = synced;
+    if (sch_sync_details(r->sync, r->sku, r->part, synced, 1, &rep, &one, &n, why2, sizeof why2) ==
+            SH_OK &&
+        rep.status == SH_OK && (n > 0 || rep.synced_seq != synced)) {
+        out->mysql_synced_after = rep.synced_seq;
+        out->mysql_moved = 1;
+        SH_WARN(RC_MOD,
+                "MySQL moved while reconciling sku=%s partition=%u synced_seq=%" PRIu64
+                " now=%" PRIu64 ": a batch in flight landed; reconcile it again",
+                r->sku, r->part, synced, rep.synced_seq);
+    }
     return SH_OK;
 }
 

@@ -83,6 +83,10 @@ typedef struct sch_reconcile_out {
     uint64_t claims_set;         /* claims written "P:1" where none was */
     uint64_t claims_elsewhere;   /* claims naming another partition (reported, kept) */
     uint64_t user_entries_fixed; /* user entries written or deleted (per-user limit) */
+    uint64_t mysql_synced_after; /* synced_seq read again after the script */
+    int mysql_moved;             /* ... past mysql_synced_seq: a batch in flight when the
+                                    partition was marked landed; it will diverge again
+                                    (identity) and wants another run */
     int already;                 /* the script had run before (an unknown outcome re-sent) */
     int reopened;                /* the partition is open again */
     int attempts;                /* reads + script runs it took */

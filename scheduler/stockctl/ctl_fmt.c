@@ -984,6 +984,15 @@ int ctl_print_reconcile(FILE *out, FILE *err, const cJSON *reply)
     }
     ctl_table_print(&t, out, "  ", 0);
     ctl_table_free(&t);
+    const cJSON *moved = cJSON_GetObjectItemCaseSensitive(reply, "mysql_moved");
+    int64_t after = 0;
+    if (cJSON_IsTrue(moved) && ctl_json_i64(reply, "mysql_synced_after", &after) == 0) {
+        fprintf(err,
+                "stockctl: MySQL's synced_seq of %s moved from %" PRId64 " to %" PRId64
+                " during the reconcile (a batch sent before the partition was marked landed): "
+                "it will diverge again; run the reconcile again\n",
+                sku, v[RC_SYNCED], after);
+    }
     if (v[RC_OVERSOLD] > 0) {
         fprintf(err,
                 "stockctl: %" PRId64 " units oversold on %s: answered deductions that neither "
@@ -992,7 +1001,7 @@ int ctl_print_reconcile(FILE *out, FILE *err, const cJSON *reply)
                 v[RC_OVERSOLD], sku);
         return 1;
     }
-    return 0;
+    return cJSON_IsTrue(moved) ? 1 : 0;
 }
 
 int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply)
@@ -1036,7 +1045,8 @@ int ctl_json_status(const cJSON *reply)
     }
     int64_t oversold = 0;
     if (cJSON_GetObjectItemCaseSensitive(reply, "reconcile_id") != NULL &&
-        ctl_json_i64(reply, "oversold", &oversold) == 0 && oversold > 0) {
+        ((ctl_json_i64(reply, "oversold", &oversold) == 0 && oversold > 0) ||
+         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "mysql_moved")))) {
         return 1;
     }
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "invariants_ok");

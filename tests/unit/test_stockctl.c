@@ -926,6 +926,19 @@ static void test_partition_reconcile(void **state)
     r = reply_of(RC_REPLY(0));
     assert_int_equal(ctl_json_status(r), 0);
     cJSON_Delete(r);
+    /* MySQL moved during the run (a batch in flight landed): it wants another. */
+    char moved[2048];
+    snprintf(moved, sizeof moved, "%.*s,\"mysql_moved\":true,\"mysql_synced_after\":9}",
+             (int)strlen(RC_REPLY(0)) - 1, RC_REPLY(0));
+    r = reply_of(moved);
+    cap_open(&out);
+    cap_open(&errc);
+    assert_int_equal(ctl_print_reconcile(out.f, errc.f, r), 1);
+    assert_non_null(strstr(cap_text(&errc), "moved from 8 to 9"));
+    cap_free(&out);
+    cap_free(&errc);
+    assert_int_equal(ctl_json_status(r), 1);
+    cJSON_Delete(r);
     expect_print(ctl_print_reconcile, "{\"ok\":true,\"sku\":\"s1\",\"partition\":0}", 2, "");
 }
 
