@@ -123,6 +123,29 @@ reuse_seqs() {
     say "partition 0 of $sku: seqs $((seq - k + 1))..$seq now hold ${pre}1..$pre$k in Redis"
 }
 
+# sell_then_reuse SKU K ORDER...: sells each ORDER (1 unit, user u-ORDER) on
+# SKU's one partition and waits until MySQL holds them; then, daemons stopped,
+# reuse_seqs SKU K d; daemons started again, until the shipper's batch of the
+# d* meets MySQL's c* (the worker's identity check) and the partition is
+# diverged. Sets st and orders (the orders sold).
+sell_then_reuse() {
+    local sku=$1 k=$2 o
+    shift 2
+    orders=()
+    for o in "$@"; do
+        t_deduct "$sku" "$o" "u-$o" 1
+        t_expect "order $o" 200
+        orders+=("$o")
+    done
+    t_wait_synced "$sku" 30
+    st=$(t_part_key "$sku" 0 st)
+    t_stop_daemons
+    reuse_seqs "$sku" "$k" d
+    t_restart
+    wait_state "$st" diverged
+    assert_eq "why" identity "$(t_rcli HGET "$st" dwhy)"
+}
+
 # ---- A. Redis forgot an answered deduction MySQL holds --------------------------------
 sku=$(t_sku recA)
 t_sku_load "$sku" --total 1000 --partitions 2
@@ -200,19 +223,7 @@ t_ctl stats >/dev/null || fail "the scheduler is not answering after bad input"
 # ---- B. Redis reused seqs MySQL holds -------------------------------------------------
 sku=$(t_sku recB)
 t_sku_load "$sku" --total 100 --partitions 1
-orders=()
-for o in a1 a2 a3 c1 c2 c3; do
-    t_deduct "$sku" "$o" "u-$o" 1
-    t_expect "order $o" 200
-    orders+=("$o")
-done
-t_wait_synced "$sku" 30
-st=$(t_part_key "$sku" 0 st)
-t_stop_daemons
-reuse_seqs "$sku" 3 d
-t_restart
-wait_state "$st" diverged
-assert_eq "why" identity "$(t_rcli HGET "$st" dwhy)"
+sell_then_reuse "$sku" 3 a1 a2 a3 c1 c2 c3
 audit_broken "$sku" "partition 0 diverged from MySQL"
 rc_run "$sku" 0
 assert_eq "exit code" 0 "$RC_EXIT"
@@ -285,18 +296,7 @@ t_audit "$sku"
 # ---- C. units from the pool, then units short ---------------------------------------------
 sku=$(t_sku recC)
 t_sku_load "$sku" --total 10 --partitions 1 --min-chunk 10 --max-chunk 10
-orders=()
-for i in 1 2 3 4; do
-    t_deduct "$sku" "c$i" "u-c$i" 1
-    t_expect "order c$i" 200
-    orders+=("c$i")
-done
-t_wait_synced "$sku" 30
-st=$(t_part_key "$sku" 0 st)
-t_stop_daemons
-reuse_seqs "$sku" 3 d
-t_restart
-wait_state "$st" diverged
+sell_then_reuse "$sku" 3 c1 c2 c3 c4
 # The partition's units go back to the pool (as a return would; nothing moves
 # units of a diverged partition meanwhile): the union's extra units must then
 # come through a grant.
@@ -321,22 +321,9 @@ t_audit "$sku"
 
 sku=$(t_sku recC2)
 t_sku_load "$sku" --total 6 --partitions 1 --min-chunk 6 --max-chunk 6
-orders=()
-for i in $(seq 1 6); do
-    t_deduct "$sku" "c$i" "u-c$i" 1
-    t_expect "order c$i" 200
-    orders+=("c$i")
-done
-t_deduct "$sku" c7 u-c7 1
-t_expect "sold out" 409 sold_out
-t_wait_synced "$sku" 30
-st=$(t_part_key "$sku" 0 st)
-t_stop_daemons
+sell_then_reuse "$sku" 3 c1 c2 c3 c4 c5 c6
 short=$(($(t_rcli HGET "$st" s0) + $(t_rcli HGET "$st" s1) + $(t_redis_pool "$sku" avail)))
 assert_eq "no unit left in partition or pool" 0 "$short"
-reuse_seqs "$sku" 3 d
-t_restart
-wait_state "$st" diverged
 rc_run "$sku" 0
 assert_eq "exit code: units oversold" 1 "$RC_EXIT"
 assert_eq "the reply is a success" true "$(rc_get ok)"
