@@ -13,7 +13,9 @@
 #   B. Redis lost seqs MySQL holds (orders c*) and handed them to other orders
 #      (d*) (the worker's identity check marks it): both sets are kept, the d*
 #      renumbered after MySQL's synced_seq, the c* records and claims restored,
-#      the audit is clean, every c* and d* is in MySQL exactly once.
+#      user entries follow the union (per-user limit: written for c*, d*,
+#      deleted for a released order), the audit is clean, every c* and d* is
+#      in MySQL exactly once.
 #   B2. The node's own check (answered_lost) marks it: reconcile renumbers what
 #      only Redis holds, and the next order is served (the node forgot the seq
 #      it had answered up to, which now lies above the partition's top).
@@ -96,8 +98,9 @@ once_each() {
 # reuse_seqs SKU K PREFIX: with the daemons stopped, partition 0 of SKU as a
 # promoted replica that lacked its last K deductions (MySQL holds them) and
 # then gave their seqs to K new orders PREFIX1..K (qty 1 each): their records,
-# claims and stream entry replace the lost ones', the lost orders' claims are
-# gone, and `ack` goes back K (the replica lacked that write too).
+# claims and stream entry replace the lost ones', the lost orders' claims and
+# user entries are gone (they lived on the lost master too), and `ack` goes
+# back K (the replica lacked that write too).
 reuse_seqs() {
     local sku=$1 k=$2 pre=$3 st ok dk seq a lines="" i s o now
     st=$(t_part_key "$sku" 0 st)
@@ -113,6 +116,7 @@ reuse_seqs() {
         [ -n "$o" ] || fail "MySQL holds no detail at seq $s of $sku"
         t_rcli HDEL "$ok" "$o" >/dev/null
         t_rcli DEL "{o:$sku:$o}" >/dev/null
+        t_rcli DEL "{u:$sku:u-$o}" >/dev/null # another slot: a DEL of its own
         t_rcli HSET "$ok" "$pre$i" "1,$s,0,u-$pre$i" >/dev/null
         t_rcli SET "{o:$sku:$pre$i}" "0:1" EX 3600 >/dev/null
         lines+="${lines:+$'\n'}$s|1|$a|$now|$pre$i|u-$pre$i"
@@ -222,40 +226,51 @@ t_ctl stats >/dev/null || fail "the scheduler is not answering after bad input"
 
 # ---- B. Redis reused seqs MySQL holds -------------------------------------------------
 sku=$(t_sku recB)
-t_sku_load "$sku" --total 100 --partitions 1
+t_sku_load "$sku" --total 100 --partitions 1 --per-user-limit 5
+t_deduct "$sku" r1 u-r1 1
+t_expect "order r1" 200
+t_release "$sku" r1
+t_expect "release of r1" 200
 sell_then_reuse "$sku" 3 a1 a2 a3 c1 c2 c3
+# A user entry the lost master had deleted (r1's release) is back on the
+# promoted one: r1 holds nothing in the union, so it goes.
+t_rcli HSET "{u:$sku:u-r1}" r1 "1:stale" >/dev/null
 audit_broken "$sku" "partition 0 diverged from MySQL"
 rc_run "$sku" 0
 assert_eq "exit code" 0 "$RC_EXIT"
-assert_eq "MySQL's synced_seq" 6 "$(rc_get mysql_synced_seq)"
-assert_eq "kept from MySQL" 6 "$(rc_get kept_from_mysql)"
+assert_eq "MySQL's synced_seq" 8 "$(rc_get mysql_synced_seq)"
+assert_eq "kept from MySQL" 8 "$(rc_get kept_from_mysql)"
 assert_eq "renumbered" 3 "$(rc_get renumbered)"
-assert_eq "renumbered from" 7 "$(rc_get renumbered_first)"
-assert_eq "renumbered to" 9 "$(rc_get renumbered_last)"
+assert_eq "renumbered from" 9 "$(rc_get renumbered_first)"
+assert_eq "renumbered to" 11 "$(rc_get renumbered_last)"
 assert_eq "records restored (c*)" 3 "$(rc_get records_restored)"
 assert_eq "claims set (c*)" 3 "$(rc_get claims_set)"
+assert_eq "user entries fixed (c*, d* written, r1's deleted)" 7 "$(rc_get user_entries_fixed)"
+assert_eq "r1's entry" 0 "$(t_rcli HEXISTS "{u:$sku:u-r1}" r1)"
 assert_eq "ded before" 6 "$(rc_get ded_before)"
 assert_eq "ded after" 9 "$(rc_get ded_after)"
 assert_eq "units from the partition" 3 "$(rc_get units_from_partition)"
 assert_eq "oversold" 0 "$(rc_get oversold)"
 assert_eq "reopened" true "$(rc_get reopened)"
 for i in 1 2 3; do
-    assert_eq "d$i renumbered" "1,$((6 + i)),0,u-d$i" "$(t_rcli HGET "$(t_part_key "$sku" 0 o)" "d$i")"
-    assert_eq "c$i restored" "1,$((3 + i)),0,u-c$i" "$(t_rcli HGET "$(t_part_key "$sku" 0 o)" "c$i")"
+    assert_eq "d$i renumbered" "1,$((8 + i)),0,u-d$i" "$(t_rcli HGET "$(t_part_key "$sku" 0 o)" "d$i")"
+    assert_eq "c$i restored" "1,$((5 + i)),0,u-c$i" "$(t_rcli HGET "$(t_part_key "$sku" 0 o)" "c$i")"
     assert_eq "c$i's claim" "0:1" "$(t_rcli GET "{o:$sku:c$i}")"
+    assert_eq "c$i's user entry" "1:$(rc_get reconcile_id)" "$(t_rcli HGET "{u:$sku:u-c$i}" "c$i")"
+    assert_eq "d$i's user entry" "1:$(rc_get reconcile_id)" "$(t_rcli HGET "{u:$sku:u-d$i}" "d$i")"
     orders+=("d$i")
 done
 t_deduct "$sku" e1 u-e1 1
 t_expect "the partition serves again" 200
-assert_eq "e1's seq" 10 "$(t_json_get seq <<<"$T_BODY")"
+assert_eq "e1's seq" 12 "$(t_json_get seq <<<"$T_BODY")"
 orders+=(e1)
 t_deduct "$sku" d2 u-d2 1
 t_expect "d2 again" 200
 assert_eq "d2 answered as a duplicate" true "$(t_json_get duplicate <<<"$T_BODY")"
 t_wait_synced "$sku" 30
 t_assert_synced_exact "$sku"
-once_each "$sku" "${orders[@]}"
-assert_eq "d1..d3 in MySQL at 7..9" "7 8 9" "$(t_mysql_q "SELECT seq FROM deduction_detail
+once_each "$sku" "${orders[@]}" r1
+assert_eq "d1..d3 in MySQL at 9..11" "9 10 11" "$(t_mysql_q "SELECT seq FROM deduction_detail
     WHERE sku_id='$sku' AND order_id IN ('d1','d2','d3') ORDER BY seq" | tr '\n' ' ' | sed 's/ $//')"
 t_audit "$sku"
 
