@@ -27,6 +27,7 @@
 #include "sh_stock.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,7 @@ struct pn_round {
     int sid_diverge;
     struct pr_hwm *hwm; /* PR_HWM_SLOTS: the highest seq answered OK per partition */
     size_t hwm_count;
+    uint64_t hwm_forgot; /* pr_forget_gen when the table was last emptied for it */
     const char *sha_deduct;
     const char *sha_move;
     const char *sha_take;
@@ -1255,6 +1257,30 @@ static uint64_t pr_hwm_hash(const char *sku, size_t len, uint16_t part)
     return (h ^ part) * 1099511628211ULL;
 }
 
+/* Bumped by pn_round_forget_marks (any thread); each round empties its table
+ * when it sees a new value. */
+static atomic_uint_fast64_t pr_forget_gen;
+
+void pn_round_forget_marks(void)
+{
+    atomic_fetch_add(&pr_forget_gen, 1);
+}
+
+/* Empties the table when a partition was marked diverged since the last run. */
+static void pr_hwm_maybe_forget(pn_round *r)
+{
+    uint64_t gen = atomic_load(&pr_forget_gen);
+    if (gen != r->hwm_forgot) {
+        if (r->hwm_count > 0) {
+            SH_INFO(PR_MOD, "a partition diverged: answered seqs forgotten entries=%zu",
+                    r->hwm_count);
+        }
+        memset(r->hwm, 0, sizeof *r->hwm * PR_HWM_SLOTS);
+        r->hwm_count = 0;
+        r->hwm_forgot = gen;
+    }
+}
+
 /* The entry of (sku, part), created when absent; NULL when the table is full
  * (then it is emptied for the next round: a check missed, never a false one). */
 static pr_hwm *pr_hwm_get(pn_round *r, const char *sku, size_t len, uint16_t part)
@@ -1321,6 +1347,7 @@ static void pr_answered(pn_round *r, const sh_wire_item *items, size_t n, sh_wir
             freeReplyObject(rep);
         }
         r->stats.diverged++;
+        pn_round_forget_marks(); /* after this round: reconcile renumbers below the mark */
         SH_ERROR(PR_MOD,
                  "partition diverged sku=%s partition=%u why=answered_lost seq=%" PRIu64
                  " answered_up_to=%" PRIu64 " marked=%s",
@@ -1650,6 +1677,7 @@ void pn_round_run(pn_round *r, const sh_wire_item *items, const bool *release, s
     int rl = snprintf(r->rid, sizeof r->rid, "%" PRIx64 ".%" PRIx64, r->rid_nonce, ++r->rid_seq);
     SH_ASSERT(rl > 0 && (size_t)rl < sizeof r->rid);
     r->rid_len = (size_t)rl;
+    pr_hwm_maybe_forget(r);
     pr_begin(r, items, release, n, results);
     pr_resolve(r, items, release, n, results);
     pr_round_a(r, items, release, n, results);

@@ -108,6 +108,15 @@ void pn_round_settle(pn_round *r);
 /* When the next entry is due (mono ms), UINT64_MAX when none is queued. */
 uint64_t pn_round_settle_due_ms(const pn_round *r);
 
+/* Makes every round forget, before its next run, the highest seq it answered
+ * per partition (the answered_lost check's marks). Any thread; called when a
+ * partition is marked diverged, by a round or by the shipper: a reconcile
+ * renumbers the partition's seqs from MySQL's, which can be below the mark,
+ * and the next answers there must not look like seqs handed out twice. Every
+ * partition's mark goes (a check missed until it answers again, never a false
+ * one); divergence is rare. */
+void pn_round_forget_marks(void);
+
 /* The counters; valid until pn_round_free. Owner thread only. */
 const pn_round_stats *pn_round_stats_get(const pn_round *r);
 

@@ -41,6 +41,7 @@
  * checked and a bad one is counted and logged. */
 #include "pn_ship.h"
 
+#include "pn_round.h"
 #include "pn_skus.h"
 #include "pn_synclink.h"
 #include "sh_clock.h"
@@ -605,6 +606,7 @@ static void ps_diverged(pn_ship *s, const ps_ref *r, const char *why, uint64_t s
     }
     p->diverged = true;
     s->st.diverged++;
+    pn_round_forget_marks(); /* a reconcile may restart its seqs below the node's marks */
     SH_ERROR(PS_MOD,
              "partition diverged from MySQL sku=%s partition=%u why=%s seq=%" PRIu64
              " detail=\"%s\": it takes no deduction until `stockctl partition reconcile`",

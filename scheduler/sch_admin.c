@@ -24,6 +24,7 @@
 #include "sch_audit.h"
 #include "sch_jobs.h"
 #include "sch_json.h"
+#include "sch_reconcile.h"
 #include "sch_sync.h"
 
 #include "sh_audit.h"
@@ -789,6 +790,12 @@ static cJSON *sch_admin_audit_job(const sch_job_env *env, void *arg, sch_fail *f
     return sch_audit_run(env->router, env->sync, arg, f);
 }
 
+static void sch_admin_free_arg(void *arg, int closing)
+{
+    (void)closing;
+    free(arg);
+}
+
 static int sch_admin_start_audit(sch_admin *a, sch_admin_client *c, const cJSON *req, sch_fail *f)
 {
     static const char *const keys[] = {"cmd", "sku", "max_pending_age_ms"};
@@ -821,8 +828,8 @@ static int sch_admin_start_audit(sch_admin *a, sch_admin_client *c, const cJSON 
             in->pending_part = i;
         }
     }
-    sh_err rc =
-        sch_jobs_submit(a->jobs, sch_admin_audit_job, in, free, sch_admin_job_done, c, &c->job);
+    sh_err rc = sch_jobs_submit(a->jobs, sch_admin_audit_job, in, sch_admin_free_arg,
+                                sch_admin_job_done, c, &c->job);
     if (rc != SH_OK) {
         free(in);
         sch_failf(f, "busy", "%d operator commands are queued already; try again later",
@@ -925,6 +932,128 @@ oom:
     return NULL;
 }
 
+/* ---- partition reconcile ------------------------------------------------------
+ * {"sku", "partition"}: repairs a diverged partition (sch_reconcile.h) on the
+ * operator thread, with that thread's router and sync link: it reads every
+ * MySQL detail and every order record of the partition. Back on the loop
+ * thread the SKU is refreshed in the registry (even when the client has gone)
+ * so routing sees the partition open. The reply says what changed. */
+
+static cJSON *sch_admin_reconcile_json(const char *sku, unsigned part, const sch_reconcile_out *o,
+                                       sch_fail *f)
+{
+    cJSON *r = sch_json_reply_ok(f);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (cJSON_AddStringToObject(r, "sku", sku) == NULL || sch_json_i64(r, "partition", part) != 0 ||
+        cJSON_AddStringToObject(r, "reconcile_id", o->id) == NULL ||
+        sch_json_u64(r, "mysql_synced_seq", o->mysql_synced_seq) != 0 ||
+        sch_json_u64(r, "mysql_max_seq", o->mysql_max_seq) != 0 ||
+        sch_json_u64(r, "redis_seq_before", o->redis_seq_before) != 0 ||
+        sch_json_u64(r, "redis_ack_before", o->redis_ack_before) != 0 ||
+        sch_json_u64(r, "kept_from_mysql", o->kept_from_mysql) != 0 ||
+        sch_json_u64(r, "renumbered", o->renumbered) != 0 ||
+        sch_json_u64(r, "renumbered_first", o->renumbered_first) != 0 ||
+        sch_json_u64(r, "renumbered_last", o->renumbered_last) != 0 ||
+        sch_json_u64(r, "seq_after", o->seq_after) != 0 ||
+        sch_json_u64(r, "dropped_duplicates", o->dropped_duplicates) != 0 ||
+        sch_json_u64(r, "records_restored", o->records_restored) != 0 ||
+        sch_json_u64(r, "records_fixed", o->records_fixed) != 0 ||
+        sch_json_u64(r, "grants_finished", o->grants_finished) != 0 ||
+        sch_json_i64(r, "ded_before", o->ded_before) != 0 ||
+        sch_json_i64(r, "ded_after", o->ded_after) != 0 ||
+        sch_json_i64(r, "units_from_partition", o->from_partition) != 0 ||
+        sch_json_i64(r, "units_from_pool", o->from_pool) != 0 ||
+        sch_json_i64(r, "units_given_back", o->given_back) != 0 ||
+        sch_json_i64(r, "oversold", o->oversold) != 0 ||
+        sch_json_u64(r, "grant_id", o->grant_id) != 0 ||
+        sch_json_u64(r, "claims_set", o->claims_set) != 0 ||
+        sch_json_u64(r, "claims_elsewhere", o->claims_elsewhere) != 0 ||
+        sch_json_u64(r, "user_entries_fixed", o->user_entries_fixed) != 0 ||
+        sch_json_u64(r, "mysql_synced_after", o->mysql_synced_after) != 0 ||
+        sch_json_bool(r, "mysql_moved", o->mysql_moved) != 0 ||
+        sch_json_bool(r, "already_applied", o->already) != 0 ||
+        sch_json_i64(r, "attempts", o->attempts) != 0 ||
+        sch_json_bool(r, "reopened", o->reopened) != 0) {
+        cJSON_Delete(r);
+        sch_failf(f, "internal", "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
+/* One reconcile: what the job needs, taken on the loop thread. */
+typedef struct sch_admin_reconcile_job {
+    sch_admin *admin;
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    unsigned part;
+    sch_reconcile_opts opts;
+} sch_admin_reconcile_job;
+
+static cJSON *sch_admin_reconcile_run(const sch_job_env *env, void *arg, sch_fail *f)
+{
+    sch_admin_reconcile_job *j = arg;
+    sch_reconcile_out out;
+    char why[SCH_FAIL_MESSAGE_BYTES];
+    sh_err rc =
+        sch_reconcile_run(env->router, env->sync, &j->opts, j->sku, j->part, &out, why, sizeof why);
+    if (rc != SH_OK) {
+        sch_failf(f, out.error != NULL ? out.error : "internal", "%s", why);
+        return NULL;
+    }
+    return sch_admin_reconcile_json(j->sku, j->part, &out, f);
+}
+
+/* Loop thread, after the job (whether or not its client is still there). */
+static void sch_admin_reconcile_finish(void *arg, int closing)
+{
+    sch_admin_reconcile_job *j = arg;
+    sch_ctx *ctx = j->admin->ctx;
+    sch_sku *s =
+        !closing && ctx->reg != NULL ? sch_registry_find(ctx->reg, j->sku, strlen(j->sku)) : NULL;
+    if (s != NULL && ctx->pool != NULL) {
+        (void)sch_pool_refresh(ctx->pool, s); /* routing sees it open (or still diverged) */
+    }
+    free(j);
+}
+
+static int sch_admin_start_reconcile(sch_admin *a, sch_admin_client *c, const cJSON *req,
+                                     sch_fail *f)
+{
+    static const char *const keys[] = {"cmd", "sku", "partition"};
+    if (sch_admin_check_keys(req, keys, sizeof keys / sizeof keys[0], f) != 0) {
+        return -1;
+    }
+    sch_admin_reconcile_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        sch_failf(f, "internal", "out of memory");
+        return -1;
+    }
+    int64_t part = 0;
+    if (sch_admin_get_sku(req, j->sku, sizeof j->sku, f) != 0 ||
+        sch_admin_get_int(req, "partition", 0, SH_PARTITIONS_PER_SKU_MAX - 1, NULL, &part, f) !=
+            0) {
+        free(j);
+        return -1;
+    }
+    const sch_config *cfg = a->ctx->cfg;
+    j->admin = a;
+    j->part = (unsigned)part;
+    j->opts =
+        (sch_reconcile_opts){.epoch = a->ctx->lease_epoch,
+                             .durable = cfg != NULL && strcmp(cfg->pool_durability, "replica") == 0,
+                             .wait_ms = cfg != NULL ? (uint32_t)cfg->pool_wait_timeout_ms : 0};
+    if (sch_jobs_submit(a->jobs, sch_admin_reconcile_run, j, sch_admin_reconcile_finish,
+                        sch_admin_job_done, c, &c->job) != SH_OK) {
+        free(j);
+        sch_failf(f, "busy", "%d operator commands are queued already; try again later",
+                  SH_AUDIT_QUEUE_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 /* A command answers at once (run) or later, from the operator thread (start:
  * 0 when its job was queued, -1 with *f set otherwise). */
 static const struct {
@@ -938,6 +1067,7 @@ static const struct {
     {"audit", NULL, sch_admin_start_audit},
     {"stats", sch_admin_cmd_stats, NULL},
     {"db_migrate", sch_admin_cmd_db_migrate, NULL},
+    {"partition_reconcile", NULL, sch_admin_start_reconcile},
 };
 
 /* Parses one request line and returns its reply, or NULL with *f set; NULL
@@ -994,7 +1124,7 @@ static cJSON *sch_admin_dispatch(sch_admin_client *c, const char *line, size_t l
         if (i == sizeof sch_admin_commands / sizeof sch_admin_commands[0]) {
             sch_failf(f, "unknown_command",
                       "unknown command '%.64s' (registry, sku_load, sku_restock, audit, "
-                      "stats, db_migrate)",
+                      "stats, db_migrate, partition_reconcile)",
                       cmd->valuestring);
         }
     }

@@ -12,6 +12,9 @@
  *   audit        {"sku"[, "max_pending_age_ms"]}: Redis's invariants, Redis
  *                against MySQL, and the deep checks (sch_audit.h)
  *   stats        counters
+ *   partition_reconcile {"sku","partition"}: repair a diverged partition
+ *                (sch_reconcile.h) and say what changed; codes not_diverged,
+ *                unknown_partition, mysql_inconsistent, too_large, changed
  * Every reply is one line: {"ok":true,...} or {"ok":false,"error":"code",
  * "message":"..."}; codes: bad_request, unknown_command, unknown_sku,
  * unavailable (no sync worker answered), restock_conflict, catalog_conflict,

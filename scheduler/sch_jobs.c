@@ -28,7 +28,7 @@ struct sch_job {
     sch_job *next;
     sch_job_run_fn run;
     void *arg;
-    void (*free_arg)(void *);
+    sch_job_finish_fn finish;
     sch_job_done_fn done;
     void *owner; /* NULL once forgotten */
     cJSON *reply;
@@ -74,10 +74,10 @@ static sch_job *sj_pop(sch_job **head, sch_job **tail)
     return job;
 }
 
-static void sj_free(sch_job *job)
+static void sj_free(sch_job *job, int closing)
 {
-    if (job->free_arg != NULL) {
-        job->free_arg(job->arg);
+    if (job->finish != NULL) {
+        job->finish(job->arg, closing);
     }
     cJSON_Delete(job->reply);
     free(job);
@@ -157,7 +157,7 @@ static void sj_ready_cb(evutil_socket_t fd, short what, void *arg)
             job->reply = NULL;
             job->done(job->owner, reply, &job->fail);
         }
-        sj_free(job);
+        sj_free(job, 0);
     }
 }
 
@@ -215,10 +215,10 @@ void sch_jobs_close(sch_jobs *j)
     }
     sch_job *job;
     while ((job = sj_pop(&j->todo, &j->todo_tail)) != NULL) {
-        sj_free(job);
+        sj_free(job, 1);
     }
     while ((job = sj_pop(&j->done, &j->done_tail)) != NULL) {
-        sj_free(job);
+        sj_free(job, 1);
     }
     if (j->ev != NULL) {
         event_free(j->ev);
@@ -234,7 +234,7 @@ void sch_jobs_close(sch_jobs *j)
     free(j);
 }
 
-sh_err sch_jobs_submit(sch_jobs *j, sch_job_run_fn run, void *arg, void (*free_arg)(void *),
+sh_err sch_jobs_submit(sch_jobs *j, sch_job_run_fn run, void *arg, sch_job_finish_fn finish,
                        sch_job_done_fn done, void *owner, sch_job **handle)
 {
     SH_ASSERT(j != NULL && run != NULL && done != NULL && owner != NULL && handle != NULL);
@@ -242,7 +242,7 @@ sh_err sch_jobs_submit(sch_jobs *j, sch_job_run_fn run, void *arg, void (*free_a
     if (job == NULL) {
         return SH_ENOMEM;
     }
-    *job = (sch_job){.run = run, .arg = arg, .free_arg = free_arg, .done = done, .owner = owner};
+    *job = (sch_job){.run = run, .arg = arg, .finish = finish, .done = done, .owner = owner};
     pthread_mutex_lock(&j->mu);
     if (j->count >= SH_AUDIT_QUEUE_MAX) {
         pthread_mutex_unlock(&j->mu);

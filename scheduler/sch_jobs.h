@@ -52,10 +52,16 @@ sh_err sch_jobs_open(sch_jobs **out, struct event_base *base, const sch_jobs_con
 /* Stops the thread after the job it runs, drops the others and frees j. */
 void sch_jobs_close(sch_jobs *j);
 
+/* Runs on the loop thread once per job, after done (also when the owner was
+ * forgotten): the loop's share of the job's end, and arg's release. closing
+ * is 1 when sch_jobs_close drops the job: then only release arg. */
+typedef void (*sch_job_finish_fn)(void *arg, int closing);
+
 /* Queues run(env, arg); done(owner, ...) follows on the loop thread, then
- * free_arg(arg) (may be NULL). SH_EBUSY when SH_AUDIT_QUEUE_MAX jobs are
- * queued (nothing is freed then). *handle identifies it for sch_jobs_forget. */
-sh_err sch_jobs_submit(sch_jobs *j, sch_job_run_fn run, void *arg, void (*free_arg)(void *),
+ * finish(arg, 0) (finish may be NULL). SH_EBUSY when SH_AUDIT_QUEUE_MAX jobs
+ * are queued (nothing is called then). *handle identifies it for
+ * sch_jobs_forget. */
+sh_err sch_jobs_submit(sch_jobs *j, sch_job_run_fn run, void *arg, sch_job_finish_fn finish,
                        sch_job_done_fn done, void *owner, sch_job **handle);
 
 /* The owner of job is gone: its done callback will not be called. Loop thread. */

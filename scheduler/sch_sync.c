@@ -457,3 +457,58 @@ sh_err sch_sync_state(sch_sync *s, const char *sku, sh_wire_sync_state_rep *rep,
     sync_state_out o = {rep, parts, n};
     return sync_call(s, buf, len, req_id, "sync state", sync_decode_state, &o, why, whylen);
 }
+
+/* ---- partition details (reconcile) ---------------------------------------------- */
+
+typedef struct sync_details_out {
+    sh_wire_sync_details_rep *rep;
+    sh_wire_detail *details;
+    size_t cap;
+    uint64_t after_seq;
+    size_t *n;
+} sync_details_out;
+
+static void sync_decode_details(const uint8_t *buf, size_t len, void *arg, sync_answer *ans)
+{
+    sync_details_out *o = arg;
+    sh_wire_header hdr;
+    ans->decoded = sh_wire_sync_details_rep_decode(buf, len, &hdr, o->rep, o->details, o->cap);
+    if (ans->decoded == SH_OK && hdr.count > 0 && o->details[0].seq <= o->after_seq) {
+        ans->decoded = SH_EPROTO; /* seqs increase (the codec checked): the first is enough */
+    }
+    if (ans->decoded == SH_OK) {
+        *o->n = hdr.count;
+        ans->status = o->rep->status;
+        memcpy(ans->message, o->rep->message, (size_t)o->rep->message_len + 1);
+    }
+}
+
+sh_err sch_sync_details(sch_sync *s, const char *sku, unsigned part, uint64_t after_seq,
+                        uint32_t limit, sh_wire_sync_details_rep *rep, sh_wire_detail *details,
+                        size_t *n, char *why, size_t whylen)
+{
+    SH_ASSERT(s != NULL && sku != NULL && rep != NULL && details != NULL && n != NULL);
+    SH_ASSERT(why != NULL && whylen > 0);
+    SH_ASSERT(limit >= 1 && limit <= SH_WIRE_DETAILS_PAGE_MAX);
+    *n = 0;
+    why[0] = '\0';
+    sh_wire_sync_details_req req;
+    memset(&req, 0, sizeof req);
+    if (sh_wire_str_set(req.sku, sizeof req.sku, &req.sku_len, sku, strlen(sku)) != SH_OK) {
+        snprintf(why, whylen, "sku id too long");
+        return SH_EINVAL;
+    }
+    req.partition = (uint16_t)part;
+    req.after_seq = after_seq;
+    req.limit = limit;
+    uint8_t buf[SYNC_REQ_BYTES_MAX];
+    size_t len = 0;
+    uint64_t req_id = s->next_req_id++;
+    sh_err rc = sh_wire_sync_details_req_encode(buf, sizeof buf, &len, req_id, &req);
+    if (rc != SH_OK) {
+        snprintf(why, whylen, "details request refused by the codec: %s", sh_strerror(rc));
+        return SH_EINVAL;
+    }
+    sync_details_out o = {rep, details, limit, after_seq, n};
+    return sync_call(s, buf, len, req_id, "details", sync_decode_details, &o, why, whylen);
+}

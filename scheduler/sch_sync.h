@@ -2,7 +2,8 @@
  *
  * The scheduler asks a sync worker for SKU rows (sku load), to write them
  * (sku load with numbers, restock), to apply the schema migrations (db migrate,
- * catalog op MIGRATE) and for MySQL's sync state of a SKU (audit).
+ * catalog op MIGRATE), for MySQL's sync state of a SKU (audit) and for the
+ * details of one partition (partition reconcile).
  * These are rare admin operations, so the calls are SYNCHRONOUS and run on the
  * calling thread: on the loop thread (sku load, restock, db migrate) no HTTP
  * request is served while one waits for its answer (at most sync.timeout_ms
@@ -72,5 +73,16 @@ sh_err sch_sync_catalog(sch_sync *s, const sh_wire_catalog_req *req, sh_wire_cat
  * sch_sync_catalog. Loop thread; blocks (see above). */
 sh_err sch_sync_state(sch_sync *s, const char *sku, sh_wire_sync_state_rep *rep,
                       sh_wire_sync_part *parts, size_t *n, char *why, size_t whylen);
+
+/* Sends one SYNC_DETAILS_REQ (details of sku's partition part with seq >
+ * after_seq, at most limit, 1..SH_WIRE_DETAILS_PAGE_MAX) and waits for the
+ * SYNC_DETAILS_REP: SH_OK with rep->status SH_OK, rep->synced_seq and
+ * details[0..*n) (details holds limit records; their seqs are checked to lie
+ * above after_seq, the rest by the codec), or SH_OK with another rep->status
+ * when the worker refused (message in rep). No usable answer: as
+ * sch_sync_catalog. Blocks (see above); any one thread at a time per sch_sync. */
+sh_err sch_sync_details(sch_sync *s, const char *sku, unsigned part, uint64_t after_seq,
+                        uint32_t limit, sh_wire_sync_details_rep *rep, sh_wire_detail *details,
+                        size_t *n, char *why, size_t whylen);
 
 #endif

@@ -33,6 +33,11 @@
 #define SH_WIRE_ITEMS_MAX     4096                 /* items in one deduct/release message */
 #define SH_WIRE_DETAILS_MAX   8192                 /* details in one batch */
 
+/* ---- reconcile (`stockctl partition reconcile`, scheduler/sch_reconcile.c) ---- */
+#define SH_WIRE_DETAILS_PAGE_MAX  1000    /* details in one SYNC_DETAILS_REP (MySQL's, a page) */
+#define SH_RECONCILE_ORDERS_MAX   1000000 /* orders of one partition held in memory, ~250 B each */
+#define SH_RECONCILE_RENUMBER_MAX 16384   /* details one RECONCILE script renumbers */
+
 /* ---- batching ----------------------------------------------------------- */
 #define SH_DEDUCT_BATCH_ITEMS_MAX 1024 /* deductions coalesced into one script call */
 #define SH_SYNC_BATCH_DETAILS_MAX SH_WIRE_DETAILS_MAX
@@ -104,6 +109,7 @@ _Static_assert(SH_DEDUCT_BATCH_ITEMS_MAX <= SH_WIRE_ITEMS_MAX, "a batch fits one
 _Static_assert(SH_SYNC_BATCH_DETAILS_MAX <= SH_WIRE_DETAILS_MAX, "a batch fits one message");
 _Static_assert((uint64_t)SH_WIRE_DETAILS_MAX *(32 + 2 * 64 + 2) < SH_WIRE_MSG_BYTES_MAX,
                "a full detail batch fits one message");
+_Static_assert(SH_WIRE_DETAILS_PAGE_MAX <= SH_WIRE_DETAILS_MAX, "a details page is a small batch");
 _Static_assert(SH_HTTP_BODY_BYTES_MAX <= SH_HTTP_BODY_BYTES_LIMIT, "default within limit");
 _Static_assert(SH_MIGRATION_STATEMENT_BYTES_MAX <= SH_MIGRATION_BYTES_MAX,
                "a statement fits its file");

@@ -437,6 +437,98 @@ static const char sh_script_diverge[] =
     "           'ddetail', ARGV[3])\n"
     "return 1\n";
 
+// clang-format off
+/* RECONCILE: KEYS: st, d, o. ARGV: rcid, epoch, expect_seq, expect_ded,
+ * expect_g, new_seq, new_ack, new_ded, grant_id, grant_units, ttl_s, nrec,
+ * nlines, then nrec pairs (order, record "QTY,SEQ,RELSEQ,USER"), then nlines
+ * packed detail lines ("SEQ|QTY|SD|MS|ORDER|USER", DEDUCT's format) whose seqs
+ * run new_ack+1 .. new_seq. Rebuilds a diverged partition from the union of
+ * what MySQL and Redis hold (scheduler/sch_reconcile.c computes it) and opens
+ * it again, in one step on the partition's slot:
+ *   - ded becomes new_ded, seq new_seq, ack new_ack (MySQL's synced_seq: every
+ *     seq up to it is MySQL's), the records are written, the stream holds
+ *     exactly the renumbered details (the shipper ships them next, from ack),
+ *     state is open, DIVERGE's fields and the last round id are gone (a late
+ *     re-run of a call from before the loss must not answer OK);
+ *   - conservation: D = new_ded - ded units must come from somewhere or go
+ *     back. D > 0 is taken from the active sub-domain, then the standby, then
+ *     from journaled grant grant_id (the caller ran GRANT_BEGIN for it; it is
+ *     applied here instead of to a sub-domain, g = grant_id, so the audit stops
+ *     counting it pending and a replay of GRANT_APPLY finds it done); what is
+ *     still missing is oversold (answered units no unit backs: reported, and
+ *     the audit's conservation and no-oversell checks say so). D < 0 goes back
+ *     to the active sub-domain, as does any grant unit not needed.
+ * Checks before the first write: the partition exists, the epoch is not
+ * fenced, the state is diverged, and seq, ded and g are what the caller read
+ * (anything else ran since: CHANGED, compute again). Run again with the same
+ * rcid (an unknown outcome) it changes nothing and answers what the first run
+ * answered. Reply: {applied 1 | 0 (done before), from_partition, from_pool,
+ * given_back, oversold, a, s0, s1}. */
+static const char sh_script_reconcile[] =
+    "local st, dk, ok = KEYS[1], KEYS[2], KEYS[3]\n"
+    "if redis.call('EXISTS', st) == 0 then return redis.error_reply('NOPART partition state missing') end\n"
+    SH_FENCE("st", "ARGV[2]")
+    "local h = redis.call('HMGET', st, 'a', 's0', 's1', 'ded', 'seq', 'g', 'state', 'rcid', 'rcsum')\n"
+    "local a = tonumber(h[1])\n"
+    "local s = {[0] = tonumber(h[2]), [1] = tonumber(h[3])}\n"
+    "if h[8] == ARGV[1] then\n"
+    "  local t, p, b, o = string.match(h[9] or '', '^(%d+),(%d+),(%d+),(%d+)$')\n"
+    "  return {0, tonumber(t), tonumber(p), tonumber(b), tonumber(o), a, s[0], s[1]}\n"
+    "end\n"
+    "if h[7] ~= 'diverged' then\n"
+    "  return redis.error_reply('NOTDIVERGED the partition is not diverged')\n"
+    "end\n"
+    "if h[5] ~= ARGV[3] or h[4] ~= ARGV[4] or (h[6] or '0') ~= ARGV[5] then\n"
+    "  return redis.error_reply('CHANGED the partition changed since it was read')\n"
+    "end\n"
+    "local nseq, nack, nded = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local gid, gu = tonumber(ARGV[9]), tonumber(ARGV[10])\n"
+    "local nrec, nl = tonumber(ARGV[12]), tonumber(ARGV[13])\n"
+    "local r0, l0 = 14, 14 + 2 * nrec\n"
+    "if #ARGV ~= l0 - 1 + nl or nseq - nack ~= nl or gu < 0 or\n"
+    "   (gid > 0 and gid <= tonumber(h[6] or '0')) then\n"
+    "  return redis.error_reply('BADARGS reconcile arguments disagree')\n"
+    "end\n"
+    "for i = 0, nl - 1 do\n"
+    "  if string.match(ARGV[l0 + i], '^(%d+)|') ~= tostring(nack + 1 + i) then\n"
+    "    return redis.error_reply('BADARGS detail line ' .. i .. ' is not seq ' .. (nack + 1 + i))\n"
+    "  end\n"
+    "end\n"
+    "local d = nded - tonumber(h[4])\n"
+    "local take, pool, back, over = 0, 0, 0, 0\n"
+    "if d > 0 then\n"
+    "  for _, k in ipairs({a, 1 - a}) do\n"
+    "    local t = math.min(d - take, s[k])\n"
+    "    s[k] = s[k] - t\n"
+    "    take = take + t\n"
+    "  end\n"
+    "  pool = math.min(d - take, gu)\n"
+    "  over = d - take - pool\n"
+    "else\n"
+    "  back = -d\n"
+    "end\n"
+    "s[a] = s[a] + back + (gu - pool)\n"
+    "for i = r0, l0 - 1, 1000 do\n"
+    "  redis.call('HSET', ok, unpack(ARGV, i, math.min(i + 999, l0 - 1)))\n"
+    "end\n"
+    "if nrec > 0 and redis.call('PTTL', ok) < 0 then redis.call('EXPIRE', ok, ARGV[11]) end\n"
+    "redis.call('DEL', dk)\n"
+    "for i = 0, nl - 1, 1024 do\n"
+    "  local k = math.min(1024, nl - i)\n"
+    "  redis.call('XADD', dk, (nack + i + k) .. '-0', 'n', k,\n"
+    "             'b', table.concat(ARGV, '\\n', l0 + i, l0 + i + k - 1))\n"
+    "end\n"
+    "redis.call('HSET', st, 'a', a, 's0', s[0], 's1', s[1], 'ded', nded, 'seq', nseq,\n"
+    "           'ack', nack, 'state', 'open', 'rcid', ARGV[1],\n"
+    "           'rcsum', take .. ',' .. pool .. ',' .. back .. ',' .. over)\n"
+    "if gid > 0 then\n"
+    "  redis.call('HSET', st, 'g', gid)\n"
+    "  redis.call('HINCRBY', st, 'grants', 1)\n"
+    "end\n"
+    "redis.call('HDEL', st, 'dwhy', 'dseq', 'ddetail', 'rid', 'rs0')\n"
+    "return {1, take, pool, back, over, a, s[0], s[1]}\n";
+// clang-format on
+
 /* RESTOCK: KEYS: pool, rst. ARGV: restock_id, units. Adds units to avail and
  * total once per restock id. Reply: 1 applied, 0 seen before. */
 static const char sh_script_restock[] =
@@ -464,6 +556,7 @@ static const char *const sh_scripts[SH_SCRIPT_COUNT_] = {
     [SH_SCRIPT_SETTLE] = sh_script_settle,
     [SH_SCRIPT_EPOCH_STAMP] = sh_script_epoch_stamp,
     [SH_SCRIPT_DIVERGE] = sh_script_diverge,
+    [SH_SCRIPT_RECONCILE] = sh_script_reconcile,
 };
 
 const char *sh_stock_script_text(sh_stock_script s)

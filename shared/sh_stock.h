@@ -14,7 +14,9 @@
  *   {s:SKU}:rst                hash  restock id -> units (applied once)
  *   {s:SKU:P:K}:st             hash  a s0 s1 ded seq state g flips grants r.ID
  *                                    ep rid rs0 (fencing epoch, last round id and
- *                                    the seq it started from)
+ *                                    the seq it started from) ack (MySQL's, by the
+ *                                    shipper) dwhy dseq ddetail (DIVERGE) rcid
+ *                                    rcsum (the last RECONCILE and its answer)
  *   {s:SKU:P:K}:d              stream packed details, entry id = last seq of the call
  *   {s:SKU:P:K}:o              hash  order -> "QTY,SEQ,RELSEQ,USER" | "t,VER"
  *   {o:SKU:ORDER}              string claim "P:VER": the partition that decides the order
@@ -67,6 +69,7 @@ typedef enum sh_stock_script {
     SH_SCRIPT_SETTLE,       /* partition: decide an order whose deduction was unknown */
     SH_SCRIPT_EPOCH_STAMP,  /* pool or partition: raise the fencing epoch */
     SH_SCRIPT_DIVERGE,      /* partition: stop it, Redis and MySQL disagree */
+    SH_SCRIPT_RECONCILE,    /* partition: rebuild a diverged one from the union, open it */
     SH_SCRIPT_COUNT_
 } sh_stock_script;
 
@@ -98,6 +101,11 @@ typedef enum sh_stock_item_status {
 /* Values per item in its reply, after the 4 fixed ones (a, s0, s1, flags). */
 #define SH_DEDUCT_REPLY_FIXED 4
 #define SH_DEDUCT_REPLY_ITEM  4
+
+/* Arguments of SH_SCRIPT_RECONCILE before its records and detail lines, and
+ * the values of its reply (sh_stock.c has the contract). */
+#define SH_RECONCILE_FIXED_ARGS 13
+#define SH_RECONCILE_REPLY      8
 
 /* Parses one packed detail line of a stream entry's "b" field:
  * "SEQ|QTY|SD|MS|ORDER|USER". Returns SH_EPROTO when malformed. */

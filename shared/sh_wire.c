@@ -92,7 +92,7 @@ typedef struct wire_type_info {
     uint16_t count_max;
 } wire_type_info;
 
-#define WIRE_TYPE_LAST SH_WIRE_SYNC_STATE_REP
+#define WIRE_TYPE_LAST SH_WIRE_SYNC_DETAILS_REP
 
 static const wire_type_info wire_types[WIRE_TYPE_LAST + 1] = {
     [0] = {"UNKNOWN", 0, 0},
@@ -108,6 +108,8 @@ static const wire_type_info wire_types[WIRE_TYPE_LAST + 1] = {
     [SH_WIRE_PARTOP_REP] = {"PARTOP_REP", 0, SH_WIRE_PARTOPS_MAX},
     [SH_WIRE_SYNC_STATE_REQ] = {"SYNC_STATE_REQ", 1, 1},
     [SH_WIRE_SYNC_STATE_REP] = {"SYNC_STATE_REP", 0, SH_PARTITIONS_PER_SKU_MAX},
+    [SH_WIRE_SYNC_DETAILS_REQ] = {"SYNC_DETAILS_REQ", 1, 1},
+    [SH_WIRE_SYNC_DETAILS_REP] = {"SYNC_DETAILS_REP", 0, SH_WIRE_DETAILS_PAGE_MAX},
 };
 
 static const char *const wire_outcome_names[SH_WIRE_OUT_LAST_ + 1] = {
@@ -385,12 +387,9 @@ static sh_err check_batch(const sh_wire_batch *b, size_t n)
     return SH_OK;
 }
 
-/* Detail i of a batch whose head already passed check_batch. */
-static sh_err check_detail(const sh_wire_batch *b, size_t i, const sh_wire_detail *d)
+/* A detail's own fields (a batch's and a SYNC_DETAILS_REP's records). */
+static sh_err check_detail_fields(const sh_wire_detail *d)
 {
-    if (d->seq != b->first_seq + i) { /* cannot wrap: first + i <= last */
-        return SH_EINVAL;
-    }
     if (d->qty == 0 || d->qty > SH_QTY_UNITS_MAX || d->qty < -SH_QTY_UNITS_MAX ||
         d->sub_domain > 1) {
         return SH_EINVAL;
@@ -400,6 +399,15 @@ static sh_err check_detail(const sh_wire_batch *b, size_t i, const sh_wire_detai
         return SH_EINVAL;
     }
     return SH_OK;
+}
+
+/* Detail i of a batch whose head already passed check_batch. */
+static sh_err check_detail(const sh_wire_batch *b, size_t i, const sh_wire_detail *d)
+{
+    if (d->seq != b->first_seq + i) { /* cannot wrap: first + i <= last */
+        return SH_EINVAL;
+    }
+    return check_detail_fields(d);
 }
 
 static sh_err check_ack(const sh_wire_ack *a)
@@ -676,6 +684,17 @@ sh_err sh_wire_str_set(char *dst, size_t dst_size, uint8_t *len_out, const char 
     return SH_OK;
 }
 
+void sh_wire_text_set(char *dst, size_t dst_size, uint8_t *len_out, const char *text)
+{
+    SH_ASSERT(text != NULL && dst_size >= 1);
+    size_t len = strlen(text);
+    if (len > dst_size - 1) {
+        len = dst_size - 1;
+    }
+    sh_err rc = sh_wire_str_set(dst, dst_size, len_out, text, len);
+    SH_ASSERT(rc == SH_OK); /* a C string holds no NUL before its end, and len fits */
+}
+
 /* ---- DEDUCT_REQ / RELEASE_REQ ---------------------------------------------------- */
 
 size_t sh_wire_items_size(const sh_wire_item *items, size_t n)
@@ -836,6 +855,27 @@ sh_err sh_wire_results_decode(const uint8_t *buf, size_t len, sh_wire_header *hd
 
 /* ---- DETAIL_BATCH ------------------------------------------------------------ */
 
+/* One detail as it travels, in a batch and in a SYNC_DETAILS_REP. */
+static void wr_detail(wire_writer *w, const sh_wire_detail *d)
+{
+    wr_u64(w, d->seq);
+    wr_i64(w, d->created_ms);
+    wr_i32(w, d->qty);
+    wr_u8(w, d->sub_domain);
+    wr_str(w, d->order_id, d->order_id_len);
+    wr_str(w, d->user_id, d->user_id_len);
+}
+
+static void rd_detail(wire_reader *r, sh_wire_detail *d)
+{
+    d->seq = rd_u64(r);
+    d->created_ms = rd_i64(r);
+    d->qty = rd_i32(r);
+    d->sub_domain = rd_u8(r);
+    rd_str(r, d->order_id, SH_ORDER_ID_CHARS_MAX, &d->order_id_len);
+    rd_str(r, d->user_id, SH_USER_ID_CHARS_MAX, &d->user_id_len);
+}
+
 size_t sh_wire_batch_size(const sh_wire_batch *batch, const sh_wire_detail *details, size_t n)
 {
     SH_ASSERT(batch != NULL && (details != NULL || n == 0));
@@ -876,13 +916,7 @@ sh_err sh_wire_batch_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t 
     wr_u64(&w, batch->first_seq);
     wr_u64(&w, batch->last_seq);
     for (size_t i = 0; i < n; i++) {
-        const sh_wire_detail *d = &details[i];
-        wr_u64(&w, d->seq);
-        wr_i64(&w, d->created_ms);
-        wr_i32(&w, d->qty);
-        wr_u8(&w, d->sub_domain);
-        wr_str(&w, d->order_id, d->order_id_len);
-        wr_str(&w, d->user_id, d->user_id_len);
+        wr_detail(&w, &details[i]);
     }
     encode_end(buf, size, &w, len_out);
     return SH_OK;
@@ -907,12 +941,7 @@ sh_err sh_wire_batch_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
     }
     for (size_t i = 0; i < hdr->count && r.err == SH_OK; i++) {
         sh_wire_detail *d = &details[i];
-        d->seq = rd_u64(&r);
-        d->created_ms = rd_i64(&r);
-        d->qty = rd_i32(&r);
-        d->sub_domain = rd_u8(&r);
-        rd_str(&r, d->order_id, SH_ORDER_ID_CHARS_MAX, &d->order_id_len);
-        rd_str(&r, d->user_id, SH_USER_ID_CHARS_MAX, &d->user_id_len);
+        rd_detail(&r, d);
         if (r.err == SH_OK && check_detail(batch, i, d) != SH_OK) {
             return SH_EINVAL;
         }
@@ -1399,6 +1428,170 @@ sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_hea
         p->max_seq = rd_u64(&r);
         p->chk = rd_u64(&r);
         if (r.err == SH_OK && check_sync_part(p, i > 0 ? &parts[i - 1] : NULL) != SH_OK) {
+            return SH_EINVAL;
+        }
+    }
+    return decode_end(&r);
+}
+
+/* ==== SYNC_DETAILS_REQ / SYNC_DETAILS_REP (reconcile) ===========================
+ * Kept apart from the types above: its sizes, checks and codec live here. */
+
+#define WIRE_SYNC_DETAILS_REQ_FIXED_BYTES (1 + 2 + 8 + 4)
+#define WIRE_SYNC_DETAILS_REP_FIXED_BYTES (1 + 1 + 8)
+
+_Static_assert(SH_WIRE_HEADER_BYTES + WIRE_SYNC_DETAILS_REP_FIXED_BYTES + SH_MESSAGE_CHARS_MAX +
+                       (uint64_t)SH_WIRE_DETAILS_PAGE_MAX *
+                           (WIRE_DETAIL_FIXED_BYTES + SH_ORDER_ID_CHARS_MAX +
+                            SH_USER_ID_CHARS_MAX) <=
+                   SH_WIRE_MSG_BYTES_MAX,
+               "a full details page fits one NNG message");
+_Static_assert(SH_WIRE_DETAILS_PAGE_MAX <= UINT16_MAX, "count is a u16");
+
+static sh_err check_sync_details_req(const sh_wire_sync_details_req *req)
+{
+    if (check_str(req->sku, req->sku_len, 1, SH_SKU_ID_CHARS_MAX) != SH_OK ||
+        req->partition >= SH_PARTITIONS_PER_SKU_MAX || req->limit < 1 ||
+        req->limit > SH_WIRE_DETAILS_PAGE_MAX) {
+        return SH_EINVAL;
+    }
+    return SH_OK;
+}
+
+static sh_err check_sync_details_rep(const sh_wire_sync_details_rep *rep, size_t n)
+{
+    if ((unsigned)rep->status >= SH_ERR_COUNT_ || (rep->status != SH_OK && n != 0)) {
+        return SH_EINVAL;
+    }
+    return check_str(rep->message, rep->message_len, 0, SH_MESSAGE_CHARS_MAX);
+}
+
+/* Record i of a reply; prev is record i - 1 (NULL for the first): seqs start at
+ * 1 and strictly increase, so no detail is reported twice. */
+static sh_err check_sync_details_rec(const sh_wire_detail *d, const sh_wire_detail *prev)
+{
+    if (d->seq < 1 || (prev != NULL && d->seq <= prev->seq)) {
+        return SH_EINVAL;
+    }
+    return check_detail_fields(d);
+}
+
+size_t sh_wire_sync_details_req_size(const sh_wire_sync_details_req *req)
+{
+    SH_ASSERT(req != NULL);
+    return SH_WIRE_HEADER_BYTES + WIRE_SYNC_DETAILS_REQ_FIXED_BYTES + (size_t)req->sku_len;
+}
+
+sh_err sh_wire_sync_details_req_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                       const sh_wire_sync_details_req *req)
+{
+    SH_ASSERT(len_out != NULL && req != NULL);
+    if (check_sync_details_req(req) != SH_OK) {
+        return SH_EINVAL;
+    }
+    size_t size = sh_wire_sync_details_req_size(req);
+    wire_writer w;
+    sh_err rc = encode_begin(buf, cap, size, SH_WIRE_SYNC_DETAILS_REQ, req_id, 1, &w);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    wr_str(&w, req->sku, req->sku_len);
+    wr_u16(&w, req->partition);
+    wr_u64(&w, req->after_seq);
+    wr_u32(&w, req->limit);
+    encode_end(buf, size, &w, len_out);
+    return SH_OK;
+}
+
+sh_err sh_wire_sync_details_req_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                       sh_wire_sync_details_req *req)
+{
+    SH_ASSERT(hdr != NULL && req != NULL);
+    wire_reader r;
+    sh_err rc =
+        decode_begin(buf, len, hdr, SH_WIRE_SYNC_DETAILS_REQ, SH_WIRE_SYNC_DETAILS_REQ, 1, &r);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    rd_str(&r, req->sku, SH_SKU_ID_CHARS_MAX, &req->sku_len);
+    req->partition = rd_u16(&r);
+    req->after_seq = rd_u64(&r);
+    req->limit = rd_u32(&r);
+    if (r.err == SH_OK && check_sync_details_req(req) != SH_OK) {
+        return SH_EINVAL;
+    }
+    return decode_end(&r);
+}
+
+size_t sh_wire_sync_details_rep_size(const sh_wire_sync_details_rep *rep,
+                                     const sh_wire_detail *details, size_t n)
+{
+    SH_ASSERT(rep != NULL && (details != NULL || n == 0));
+    if (n > SH_WIRE_DETAILS_PAGE_MAX) {
+        return 0;
+    }
+    size_t size =
+        SH_WIRE_HEADER_BYTES + WIRE_SYNC_DETAILS_REP_FIXED_BYTES + (size_t)rep->message_len;
+    for (size_t i = 0; i < n; i++) {
+        size += WIRE_DETAIL_FIXED_BYTES + (size_t)details[i].order_id_len + details[i].user_id_len;
+    }
+    return size;
+}
+
+sh_err sh_wire_sync_details_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                       const sh_wire_sync_details_rep *rep,
+                                       const sh_wire_detail *details, size_t n)
+{
+    SH_ASSERT(len_out != NULL && rep != NULL && (details != NULL || n == 0));
+    sh_err rc = encode_count(SH_WIRE_SYNC_DETAILS_REP, n);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    if (check_sync_details_rep(rep, n) != SH_OK) {
+        return SH_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (check_sync_details_rec(&details[i], i > 0 ? &details[i - 1] : NULL) != SH_OK) {
+            return SH_EINVAL;
+        }
+    }
+    size_t size = sh_wire_sync_details_rep_size(rep, details, n);
+    wire_writer w;
+    rc = encode_begin(buf, cap, size, SH_WIRE_SYNC_DETAILS_REP, req_id, n, &w);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    wr_u8(&w, (uint8_t)rep->status);
+    wr_str(&w, rep->message, rep->message_len);
+    wr_u64(&w, rep->synced_seq);
+    for (size_t i = 0; i < n; i++) {
+        wr_detail(&w, &details[i]);
+    }
+    encode_end(buf, size, &w, len_out);
+    return SH_OK;
+}
+
+sh_err sh_wire_sync_details_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                       sh_wire_sync_details_rep *rep, sh_wire_detail *details,
+                                       size_t details_cap)
+{
+    SH_ASSERT(hdr != NULL && rep != NULL && (details != NULL || details_cap == 0));
+    wire_reader r;
+    sh_err rc = decode_begin(buf, len, hdr, SH_WIRE_SYNC_DETAILS_REP, SH_WIRE_SYNC_DETAILS_REP,
+                             details_cap, &r);
+    if (rc != SH_OK) {
+        return rc;
+    }
+    rep->status = (sh_err)rd_u8(&r);
+    rd_str(&r, rep->message, SH_MESSAGE_CHARS_MAX, &rep->message_len);
+    rep->synced_seq = rd_u64(&r);
+    if (r.err == SH_OK && check_sync_details_rep(rep, hdr->count) != SH_OK) {
+        return SH_EINVAL;
+    }
+    for (size_t i = 0; i < hdr->count && r.err == SH_OK; i++) {
+        rd_detail(&r, &details[i]);
+        if (r.err == SH_OK &&
+            check_sync_details_rec(&details[i], i > 0 ? &details[i - 1] : NULL) != SH_OK) {
             return SH_EINVAL;
         }
     }

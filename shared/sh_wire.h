@@ -24,7 +24,8 @@
 
 /* 2: CATALOG_REP carries schema_before/after (catalog op MIGRATE).
  * 3: SYNC_STATE_REP carries the orders deducted twice and each partition's
- *    detail checksum (the audit's identity and once-per-order checks). */
+ *    detail checksum (the audit's identity and once-per-order checks);
+ *    SYNC_DETAILS_REQ/REP (reconcile's read of MySQL). */
 #define SH_WIRE_VERSION     3
 #define SH_WIRE_PARTOPS_MAX 1024 /* items in one PARTOP_REQ/REP (SH_PARTITIONS_PER_SKU_MAX * 4) */
 
@@ -41,6 +42,8 @@ typedef enum sh_wire_type {
     SH_WIRE_PARTOP_REP = 10,
     SH_WIRE_SYNC_STATE_REQ = 11,
     SH_WIRE_SYNC_STATE_REP = 12,
+    SH_WIRE_SYNC_DETAILS_REQ = 13, /* reconcile: MySQL's details of one partition, a page */
+    SH_WIRE_SYNC_DETAILS_REP = 14,
 } sh_wire_type;
 
 /* Outcome of one deduction or release: a business value, not an error. */
@@ -295,6 +298,10 @@ const char *sh_wire_outcome_name(int status);
 sh_err sh_wire_str_set(char *dst, size_t dst_size, uint8_t *len_out, const char *src,
                        size_t src_len);
 
+/* Copies the C string text into the string field dst of dst_size bytes (a
+ * message field: an error text), cut to what fits. Never fails. */
+void sh_wire_text_set(char *dst, size_t dst_size, uint8_t *len_out, const char *text);
+
 /* ---- messages ------------------------------------------------------------
  * Every message type has the same three functions:
  *
@@ -391,5 +398,50 @@ sh_err sh_wire_sync_state_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, 
 sh_err sh_wire_sync_state_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
                                      sh_wire_sync_state_rep *rep, sh_wire_sync_part *parts,
                                      size_t parts_cap);
+
+/* ==== SYNC_DETAILS: MySQL's details of one partition, for reconcile ==========
+ * `stockctl partition reconcile` (scheduler/sch_reconcile.c) reads every detail
+ * MySQL holds of a diverged partition, page by page, through a sync worker
+ * (sync-worker/sw_details.c). The records are sh_wire_detail, on the wire as
+ * in a DETAIL_BATCH, but a page need not be contiguous: only strictly
+ * increasing seqs (each >= 1) are required, since MySQL is the one that knows. */
+
+/* SYNC_DETAILS_REQ (count = 1): "the details of (sku, partition) with seq >
+ * after_seq, at most limit of them, in seq order". */
+typedef struct sh_wire_sync_details_req {
+    uint8_t sku_len; /* 1..max */
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    uint16_t partition; /* < SH_PARTITIONS_PER_SKU_MAX */
+    uint64_t after_seq;
+    uint32_t limit; /* 1..SH_WIRE_DETAILS_PAGE_MAX */
+} sh_wire_sync_details_req;
+
+/* SYNC_DETAILS_REP head; count sh_wire_detail records follow (0..
+ * SH_WIRE_DETAILS_PAGE_MAX, none unless status is SH_OK), seqs strictly
+ * increasing. synced_seq is stock_partition.synced_seq (0 without a row), read
+ * in the same snapshot as the records. */
+typedef struct sh_wire_sync_details_rep {
+    sh_err status; /* < SH_ERR_COUNT_ */
+    uint8_t message_len;
+    char message[SH_MESSAGE_CHARS_MAX + 1];
+    uint64_t synced_seq;
+} sh_wire_sync_details_rep;
+
+/* SYNC_DETAILS_REQ: one request. */
+size_t sh_wire_sync_details_req_size(const sh_wire_sync_details_req *req);
+sh_err sh_wire_sync_details_req_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                       const sh_wire_sync_details_req *req);
+sh_err sh_wire_sync_details_req_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                       sh_wire_sync_details_req *req);
+
+/* SYNC_DETAILS_REP: a head and n records, 0..SH_WIRE_DETAILS_PAGE_MAX. */
+size_t sh_wire_sync_details_rep_size(const sh_wire_sync_details_rep *rep,
+                                     const sh_wire_detail *details, size_t n);
+sh_err sh_wire_sync_details_rep_encode(uint8_t *buf, size_t cap, size_t *len_out, uint64_t req_id,
+                                       const sh_wire_sync_details_rep *rep,
+                                       const sh_wire_detail *details, size_t n);
+sh_err sh_wire_sync_details_rep_decode(const uint8_t *buf, size_t len, sh_wire_header *hdr,
+                                       sh_wire_sync_details_rep *rep, sh_wire_detail *details,
+                                       size_t details_cap);
 
 #endif

@@ -20,14 +20,11 @@
 #include "sh_log.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define SA_MOD "audit"
 
-static const char SQL_SNAPSHOT_LEVEL[] = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
-static const char SQL_SNAPSHOT_BEGIN[] = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 static const char SQL_SYNC_ROWS[] =
     "SELECT partition_id, synced_seq, deducted, detail_rows FROM stock_partition "
     "WHERE sku_id = ? ORDER BY partition_id LIMIT ?";
@@ -54,30 +51,16 @@ typedef struct sa_ctx {
     uint64_t dup_orders;
     uint8_t dup_order_len;
     char dup_order[SH_ORDER_ID_CHARS_MAX + 1];
-    sh_err status;
-    char message[SH_MESSAGE_CHARS_MAX + 1];
+    sw_verdict v;
 } sa_ctx;
-
-static void sa_refuse(sa_ctx *c, sh_err status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void sa_refuse(sa_ctx *c, sh_err status, const char *fmt, ...)
-{
-    if (c->status != SH_OK) {
-        return; /* the first reason stands */
-    }
-    c->status = status;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->message, sizeof c->message, fmt, ap);
-    va_end(ap);
-}
 
 /* The slot of partition id p, or NULL (and the reply refused) when p is past the limit. */
 static sh_wire_sync_part *sa_slot(sa_ctx *c, uint64_t p)
 {
     if (p >= SH_PARTITIONS_PER_SKU_MAX) {
-        sa_refuse(c, SH_ERANGE, "sku %s: partition_id %" PRIu64 " in MySQL is past the limit %d",
-                  c->req->sku, p, SH_PARTITIONS_PER_SKU_MAX);
+        sw_verdict_set(&c->v, SH_ERANGE,
+                       "sku %s: partition_id %" PRIu64 " in MySQL is past the limit %d",
+                       c->req->sku, p, SH_PARTITIONS_PER_SKU_MAX);
         return NULL;
     }
     if (!c->present[p]) {
@@ -91,8 +74,9 @@ static sh_wire_sync_part *sa_slot(sa_ctx *c, uint64_t p)
 static int sa_count_ok(sa_ctx *c, const char *what, uint64_t p, uint64_t v)
 {
     if (v > (uint64_t)INT64_MAX) {
-        sa_refuse(c, SH_ERANGE, "sku %s partition %" PRIu64 ": %s %" PRIu64 " is out of range",
-                  c->req->sku, p, what, v);
+        sw_verdict_set(&c->v, SH_ERANGE,
+                       "sku %s partition %" PRIu64 ": %s %" PRIu64 " is out of range", c->req->sku,
+                       p, what, v);
         return 0;
     }
     return 1;
@@ -103,7 +87,7 @@ static sw_db sa_sync_row(void *arg, const sw_col *cols, size_t ncols)
     sa_ctx *c = arg;
     SH_ASSERT(ncols == 4);
     if (cols[0].is_null || cols[1].is_null || cols[2].is_null || cols[3].is_null) {
-        sa_refuse(c, SH_ERANGE, "sku %s: a stock_partition row holds NULL", c->req->sku);
+        sw_verdict_set(&c->v, SH_ERANGE, "sku %s: a stock_partition row holds NULL", c->req->sku);
         return SW_DB_OK;
     }
     sh_wire_sync_part *s = sa_slot(c, cols[0].u64);
@@ -122,7 +106,7 @@ static sw_db sa_detail_row(void *arg, const sw_col *cols, size_t ncols)
     SH_ASSERT(ncols == 5);
     if (cols[0].is_null || cols[1].is_null || cols[2].is_null || cols[3].is_null ||
         cols[4].is_null) {
-        sa_refuse(c, SH_ERANGE, "sku %s: a detail aggregate is NULL", c->req->sku);
+        sw_verdict_set(&c->v, SH_ERANGE, "sku %s: a detail aggregate is NULL", c->req->sku);
         return SW_DB_OK;
     }
     sh_wire_sync_part *s = sa_slot(c, cols[0].u64);
@@ -149,7 +133,8 @@ static sw_db sa_dup_row(void *arg, const sw_col *cols, size_t ncols)
         c->dup_order_len = (uint8_t)n;
     }
     if (c->dup_orders > 0 && c->dup_order_len == 0) {
-        sa_refuse(c, SH_ERANGE, "sku %s: an order deducted twice has an empty id", c->req->sku);
+        sw_verdict_set(&c->v, SH_ERANGE, "sku %s: an order deducted twice has an empty id",
+                       c->req->sku);
     }
     return SW_DB_OK;
 }
@@ -161,12 +146,8 @@ static sw_db sa_body(sw_mysql *m, void *arg)
     memset(c->present, 0, sizeof c->present);
     c->dup_orders = 0;
     c->dup_order_len = 0;
-    c->status = SH_OK;
-    c->message[0] = '\0';
-    sw_db v = sw_mysql_exec(m, SQL_SNAPSHOT_LEVEL, sizeof SQL_SNAPSHOT_LEVEL - 1, NULL);
-    if (v == SW_DB_OK) {
-        v = sw_mysql_exec(m, SQL_SNAPSHOT_BEGIN, sizeof SQL_SNAPSHOT_BEGIN - 1, NULL);
-    }
+    memset(&c->v, 0, sizeof c->v);
+    sw_db v = sw_mysql_snapshot_begin(m);
     if (v != SW_DB_OK) {
         return v;
     }
@@ -179,8 +160,8 @@ static sw_db sa_body(sw_mysql *m, void *arg)
         return v;
     }
     if (rows > SH_PARTITIONS_PER_SKU_MAX) {
-        sa_refuse(c, SH_ERANGE, "sku %s: more than %d stock_partition rows", r->sku,
-                  SH_PARTITIONS_PER_SKU_MAX);
+        sw_verdict_set(&c->v, SH_ERANGE, "sku %s: more than %d stock_partition rows", r->sku,
+                       SH_PARTITIONS_PER_SKU_MAX);
     }
     sw_col dc[5] = {{.type = SW_P_U64},
                     {.type = SW_P_U64},
@@ -198,8 +179,8 @@ static sw_db sa_body(sw_mysql *m, void *arg)
         return v;
     }
     if (rows > SH_PARTITIONS_PER_SKU_MAX) {
-        sa_refuse(c, SH_ERANGE, "sku %s: details of more than %d partitions", r->sku,
-                  SH_PARTITIONS_PER_SKU_MAX);
+        sw_verdict_set(&c->v, SH_ERANGE, "sku %s: details of more than %d partitions", r->sku,
+                       SH_PARTITIONS_PER_SKU_MAX);
     }
     return SW_DB_ABORT; /* read only */
 }
@@ -243,10 +224,10 @@ void sw_audit_run(sw_mysql *m, sw_stats *stats, const sh_wire_sync_state_req *re
                 sh_strerror(rc), sw_mysql_error(m));
         return;
     }
-    if (c.status != SH_OK) {
-        sa_finish(out, c.status, c.message);
+    if (c.v.status != SH_OK) {
+        sa_finish(out, c.v.status, c.v.message);
         SH_WARN(SA_MOD, "sync state sku=%s refused status=%s message=\"%s\"", req->sku,
-                sh_strerror(c.status), c.message);
+                sh_strerror(c.v.status), c.v.message);
         return;
     }
     for (size_t p = 0; p < SH_PARTITIONS_PER_SKU_MAX; p++) {

@@ -635,3 +635,23 @@ sh_err sw_mysql_tx(sw_mysql *m, sw_tx_body body, void *arg, sw_db *verdict)
             backoff_ms >= m->opts.backoff_max_ms / 2 ? m->opts.backoff_max_ms : backoff_ms * 2;
     }
 }
+
+void sw_verdict_set(sw_verdict *v, sh_err status, const char *fmt, ...)
+{
+    if (v->status != SH_OK) {
+        return; /* the first reason stands */
+    }
+    v->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->message, sizeof v->message, fmt, ap);
+    va_end(ap);
+}
+
+sw_db sw_mysql_snapshot_begin(sw_mysql *m)
+{
+    static const char level[] = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+    static const char begin[] = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+    sw_db v = sw_mysql_exec(m, level, sizeof level - 1, NULL);
+    return v == SW_DB_OK ? sw_mysql_exec(m, begin, sizeof begin - 1, NULL) : v;
+}

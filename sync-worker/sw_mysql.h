@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define SW_MYSQL_ERROR_CHARS_MAX 200 /* last error text kept, "mysql 1062: Duplicate ..." */
-#define SW_MYSQL_STMTS_MAX       16  /* distinct prepared statements one connection keeps */
+#define SW_MYSQL_STMTS_MAX       24  /* distinct prepared statements one connection keeps */
 #define SW_MYSQL_PARAMS_MAX      16  /* parameters of one prepared statement */
 #define SW_MYSQL_COLS_MAX        16  /* result columns of one prepared statement */
 #define SW_MYSQL_BACKOFF_MIN_MS  10  /* first pause before a retry, ms; doubles up to the cap */
@@ -156,6 +156,23 @@ void sw_mysql_set_error(sw_mysql *m, const char *fmt, ...) __attribute__((format
 
 /* The last error, "" when none. Valid until the next call on m. */
 const char *sw_mysql_error(const sw_mysql *m);
+
+/* What a read-only request answers besides rows: SH_OK, or the first reason it
+ * was refused (later reasons do not replace it). */
+typedef struct sw_verdict {
+    sh_err status;
+    char message[SH_MESSAGE_CHARS_MAX + 1];
+} sw_verdict;
+
+/* Starts a read-only REPEATABLE READ transaction with a consistent snapshot
+ * (the session runs READ COMMITTED; SET TRANSACTION applies to the next
+ * transaction only, so call it first in a sw_mysql_tx body): every SELECT
+ * after it reads the same instant. The body then returns SW_DB_ABORT. */
+sw_db sw_mysql_snapshot_begin(sw_mysql *m);
+
+/* Sets v's status and message unless a refusal is already recorded. */
+void sw_verdict_set(sw_verdict *v, sh_err status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The server's thread id of the current connection, 0 when not connected. */
 unsigned long sw_mysql_thread_id(const sw_mysql *m);

@@ -28,6 +28,7 @@
 #include "sw_apply.h"
 #include "sw_audit.h"
 #include "sw_catalog.h"
+#include "sw_details.h"
 #include "sw_migrate.h"
 
 #include <errno.h>
@@ -448,6 +449,54 @@ static void sv_sync_state(sv_worker *w, sv_req *q, const uint8_t *data, size_t l
     sv_reply_sync_state(q, hdr->req_id, &out);
 }
 
+static void sv_reply_sync_details(sv_req *q, uint64_t req_id, const sw_details_out *out)
+{
+    size_t size = sh_wire_sync_details_rep_size(&out->rep, out->details, out->n);
+    uint8_t *buf = size > 0 ? sv_reply_buf(q, size) : NULL;
+    size_t len = 0;
+    sh_err rc = SH_ENOMEM;
+    if (buf == NULL || (rc = sh_wire_sync_details_rep_encode(buf, size, &len, req_id, &out->rep,
+                                                             out->details, out->n)) != SH_OK) {
+        SH_ERROR(SV_MOD, "cannot build a details reply: %s", sh_strerror(rc));
+        sv_drop(q);
+        return;
+    }
+    sv_send(q);
+}
+
+/* SYNC_DETAILS_REQ: reconcile's question "which details of this partition do
+ * you hold after seq S?". Answered in the type the sender decodes, also when
+ * the request is malformed. */
+static void sv_sync_details(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
+                            const sh_wire_header *hdr)
+{
+    sw_server *s = w->srv;
+    sh_wire_header h2;
+    sh_wire_sync_details_req req;
+    /* Its own page (about 160 KB): the pool may hold this round's batches.
+     * Reconcile is a rare operator's command, so one allocation per page. */
+    sw_details_out out = {.details = calloc(SH_WIRE_DETAILS_PAGE_MAX, sizeof *out.details)};
+    sh_err rc = sh_wire_sync_details_req_decode(data, len, &h2, &req);
+    if (rc == SH_OK && out.details == NULL) {
+        rc = SH_ENOMEM;
+    }
+    if (rc != SH_OK) {
+        atomic_fetch_add(&s->opts.stats->bad_messages, 1);
+        SH_WARN(SV_MOD, "bad details request status=%s bytes=%zu", sh_strerror(rc), len);
+        memset(&out.rep, 0, sizeof out.rep);
+        out.rep.status = rc;
+        sh_wire_text_set(out.rep.message, sizeof out.rep.message, &out.rep.message_len,
+                         rc == SH_ENOMEM ? "out of memory" : "malformed details request");
+        out.n = 0;
+        sv_reply_sync_details(q, hdr->req_id, &out);
+        free(out.details);
+        return;
+    }
+    sw_details_run(w->mysql, s->opts.stats, &req, &out);
+    sv_reply_sync_details(q, hdr->req_id, &out);
+    free(out.details);
+}
+
 /* A count-0 batch: the question "what is your synced_seq for this partition?". */
 static void sv_query(sv_worker *w, sv_req *q, const uint8_t *data, size_t len,
                      const sh_wire_header *hdr)
@@ -507,6 +556,10 @@ static size_t sv_round(sv_worker *w, size_t npend, uint64_t *group_ids)
         }
         if (hdr.type == SH_WIRE_SYNC_STATE_REQ) {
             sv_sync_state(w, q, data, len, &hdr);
+            continue;
+        }
+        if (hdr.type == SH_WIRE_SYNC_DETAILS_REQ) {
+            sv_sync_details(w, q, data, len, &hdr);
             continue;
         }
         if (hdr.type != SH_WIRE_DETAIL_BATCH) {

@@ -34,6 +34,13 @@ void ctl_usage(FILE *f)
             "                           check the invariants of one SKU in Redis and MySQL;\n"
             "                           pending work or an unshipped detail older than N ms\n"
             "                           (default and most %d) breaks it\n"
+            "  partition reconcile SKU P\n"
+            "                           repair partition P of SKU after Redis lost answered\n"
+            "                           deductions (the audit names it diverged): MySQL's\n"
+            "                           details stay, what only Redis answered is renumbered\n"
+            "                           after them, counters, records and claims are rebuilt\n"
+            "                           and the partition opens; prints what changed. Exit 1\n"
+            "                           when units are oversold (answered, and backed by none)\n"
             "  stats                    the scheduler's counters\n"
             "  db migrate               have a sync worker apply the schema migrations it\n"
             "                           carries (sql/migrations); prints the version before\n"
@@ -371,7 +378,7 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
     if (i >= argc) {
         return ctl_fail(err, errlen,
                         "no command given (registry, sku load, sku restock, audit, stats, "
-                        "db migrate)");
+                        "db migrate, partition reconcile)");
     }
     const char *cmd = argv[i++];
     const char *pos[2] = {NULL, NULL};
@@ -404,6 +411,21 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
         if (rc == 0) {
             rc = ctl_num("UNITS", pos[1], 1, SH_SKU_TOTAL_UNITS_MAX, &a->units, err, errlen);
         }
+    } else if (strcmp(cmd, "partition") == 0) {
+        if (i >= argc || strcmp(argv[i], "reconcile") != 0) {
+            return ctl_fail(err, errlen, "usage: stockctl partition reconcile SKU P");
+        }
+        a->cmd = CTL_CMD_PARTITION_RECONCILE;
+        rc = ctl_sub_args(a, argc, argv, i + 1, 0, 0, pos, 2, &npos, &seen_socket, err, errlen);
+        if (rc == 0 && npos != 2) {
+            rc = ctl_fail(err, errlen, "usage: stockctl partition reconcile SKU P");
+        }
+        if (rc == 0) {
+            rc = ctl_set_sku(a, pos[0], err, errlen);
+        }
+        if (rc == 0) {
+            rc = ctl_num("P", pos[1], 0, SH_PARTITIONS_PER_SKU_MAX - 1, &a->partition, err, errlen);
+        }
     } else if (strcmp(cmd, "db") == 0) {
         if (i >= argc || strcmp(argv[i], "migrate") != 0) {
             return ctl_fail(err, errlen, "usage: stockctl db migrate");
@@ -429,7 +451,7 @@ int ctl_args_parse(ctl_args *a, int argc, char **argv, const char *env_socket, c
     } else {
         return ctl_fail(err, errlen,
                         "unknown command '%.80s' (registry, sku load, sku restock, audit, stats, "
-                        "db migrate)",
+                        "db migrate, partition reconcile)",
                         cmd);
     }
     if (rc != 0) {
@@ -463,6 +485,7 @@ char *ctl_request_build(const ctl_args *a)
         [CTL_CMD_STATS] = "stats",
         [CTL_CMD_SKU_RESTOCK] = "sku_restock",
         [CTL_CMD_DB_MIGRATE] = "db_migrate",
+        [CTL_CMD_PARTITION_RECONCILE] = "partition_reconcile",
     };
     if (a == NULL || a->cmd == CTL_CMD_HELP || (size_t)a->cmd >= sizeof names / sizeof names[0]) {
         return NULL;
@@ -471,13 +494,17 @@ char *ctl_request_build(const ctl_args *a)
     if (req == NULL || cJSON_AddStringToObject(req, "cmd", names[a->cmd]) == NULL) {
         goto fail;
     }
-    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD || a->cmd == CTL_CMD_SKU_RESTOCK) {
+    if (a->cmd == CTL_CMD_AUDIT || a->cmd == CTL_CMD_SKU_LOAD || a->cmd == CTL_CMD_SKU_RESTOCK ||
+        a->cmd == CTL_CMD_PARTITION_RECONCILE) {
         if (cJSON_AddStringToObject(req, "sku", a->sku) == NULL) {
             goto fail;
         }
     }
     if (a->cmd == CTL_CMD_AUDIT && a->has_max_pending_age_ms &&
         ctl_add_i64(req, "max_pending_age_ms", a->max_pending_age_ms) != 0) {
+        goto fail;
+    }
+    if (a->cmd == CTL_CMD_PARTITION_RECONCILE && ctl_add_i64(req, "partition", a->partition) != 0) {
         goto fail;
     }
     if (a->cmd == CTL_CMD_SKU_RESTOCK) {

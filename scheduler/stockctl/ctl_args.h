@@ -29,6 +29,7 @@ typedef enum ctl_cmd {
     CTL_CMD_STATS,
     CTL_CMD_SKU_RESTOCK,
     CTL_CMD_DB_MIGRATE,
+    CTL_CMD_PARTITION_RECONCILE,
 } ctl_cmd;
 
 typedef struct ctl_args {
@@ -36,7 +37,8 @@ typedef struct ctl_args {
     int json;                /* --json: print the raw reply */
     int64_t timeout_ms;      /* bound on connect + request + reply */
     ctl_cmd cmd;
-    char sku[SH_SKU_ID_CHARS_MAX + 1]; /* sku load, sku restock, audit */
+    char sku[SH_SKU_ID_CHARS_MAX + 1]; /* sku load, sku restock, audit, partition reconcile */
+    int64_t partition;                 /* partition reconcile */
     /* sku load: without --total and --partitions, the catalog row is loaded as it is */
     int64_t total, partitions, min_chunk, max_chunk, start_ms, per_user_limit;
     int has_total, has_partitions;

@@ -860,6 +860,150 @@ int ctl_print_db_migrate(FILE *out, FILE *err, const cJSON *reply)
     return 0;
 }
 
+/* ---- partition reconcile ---------------------------------------------------- */
+
+/* The reconcile reply's integers, in the order the table shows them. */
+enum {
+    RC_SYNCED = 0,
+    RC_MAXSEQ,
+    RC_KEPT,
+    RC_SEQ_BEFORE,
+    RC_ACK_BEFORE,
+    RC_RENUM,
+    RC_RENUM_FIRST,
+    RC_RENUM_LAST,
+    RC_SEQ_AFTER,
+    RC_DUPS,
+    RC_RESTORED,
+    RC_FIXED,
+    RC_DED_BEFORE,
+    RC_DED_AFTER,
+    RC_FROM_PART,
+    RC_FROM_POOL,
+    RC_GRANT,
+    RC_BACK,
+    RC_OVERSOLD,
+    RC_CLAIMS_SET,
+    RC_CLAIMS_ELSE,
+    RC_USERS,
+    RC_PARTITION,
+    RC_NFIELDS_
+};
+
+static const char *const ctl_rc_fields[RC_NFIELDS_] = {
+    [RC_SYNCED] = "mysql_synced_seq",
+    [RC_MAXSEQ] = "mysql_max_seq",
+    [RC_KEPT] = "kept_from_mysql",
+    [RC_SEQ_BEFORE] = "redis_seq_before",
+    [RC_ACK_BEFORE] = "redis_ack_before",
+    [RC_RENUM] = "renumbered",
+    [RC_RENUM_FIRST] = "renumbered_first",
+    [RC_RENUM_LAST] = "renumbered_last",
+    [RC_SEQ_AFTER] = "seq_after",
+    [RC_DUPS] = "dropped_duplicates",
+    [RC_RESTORED] = "records_restored",
+    [RC_FIXED] = "records_fixed",
+    [RC_DED_BEFORE] = "ded_before",
+    [RC_DED_AFTER] = "ded_after",
+    [RC_FROM_PART] = "units_from_partition",
+    [RC_FROM_POOL] = "units_from_pool",
+    [RC_GRANT] = "grant_id",
+    [RC_BACK] = "units_given_back",
+    [RC_OVERSOLD] = "oversold",
+    [RC_CLAIMS_SET] = "claims_set",
+    [RC_CLAIMS_ELSE] = "claims_elsewhere",
+    [RC_USERS] = "user_entries_fixed",
+    [RC_PARTITION] = "partition",
+};
+
+int ctl_print_reconcile(FILE *out, FILE *err, const cJSON *reply)
+{
+    int64_t v[RC_NFIELDS_];
+    for (int i = 0; i < RC_NFIELDS_; i++) {
+        if (ctl_json_i64(reply, ctl_rc_fields[i], &v[i]) != 0) {
+            return ctl_malformed(err, "partition_reconcile", ctl_rc_fields[i]);
+        }
+    }
+    const char *sku = ctl_json_str(reply, "sku");
+    const char *id = ctl_json_str(reply, "reconcile_id");
+    const cJSON *reopened = cJSON_GetObjectItemCaseSensitive(reply, "reopened");
+    const cJSON *already = cJSON_GetObjectItemCaseSensitive(reply, "already_applied");
+    if (sku == NULL || id == NULL || !cJSON_IsBool(reopened)) {
+        return ctl_malformed(err, "partition_reconcile",
+                             sku == NULL  ? "sku"
+                             : id == NULL ? "reconcile_id"
+                                          : "reopened");
+    }
+    fprintf(out, "partition %" PRId64 " of %s reconciled (%s)%s\n", v[RC_PARTITION], sku, id,
+            cJSON_IsTrue(already) ? ": applied by an earlier attempt, its answer" : "");
+    char c[12][2 * CTL_CELL_BYTES];
+    snprintf(c[0], sizeof c[0], "synced_seq %" PRId64 ", max seq %" PRId64, v[RC_SYNCED],
+             v[RC_MAXSEQ]);
+    snprintf(c[1], sizeof c[1], "%" PRId64 " details, with their seqs", v[RC_KEPT]);
+    snprintf(c[2], sizeof c[2], "seq %" PRId64 ", ack %" PRId64, v[RC_SEQ_BEFORE],
+             v[RC_ACK_BEFORE]);
+    if (v[RC_RENUM] > 0) {
+        snprintf(c[3], sizeof c[3],
+                 "%" PRId64 " only Redis answered, now seqs %" PRId64 "..%" PRId64, v[RC_RENUM],
+                 v[RC_RENUM_FIRST], v[RC_RENUM_LAST]);
+    } else {
+        snprintf(c[3], sizeof c[3], "none");
+    }
+    snprintf(c[4], sizeof c[4], "%" PRId64 " (Redis deducted them again; kept once, MySQL's)",
+             v[RC_DUPS]);
+    snprintf(c[5], sizeof c[5], "%" PRId64 " restored from MySQL, %" PRId64 " rewritten",
+             v[RC_RESTORED], v[RC_FIXED]);
+    snprintf(c[6], sizeof c[6], "%" PRId64 " -> %" PRId64 " (seq %" PRId64 ")", v[RC_DED_BEFORE],
+             v[RC_DED_AFTER], v[RC_SEQ_AFTER]);
+    snprintf(c[7], sizeof c[7], "%" PRId64 " from the partition, %" PRId64 " from the pool%s",
+             v[RC_FROM_PART], v[RC_FROM_POOL], v[RC_GRANT] > 0 ? " (grant" : "");
+    if (v[RC_GRANT] > 0) {
+        size_t n = strlen(c[7]);
+        snprintf(c[7] + n, sizeof c[7] - n, " %" PRId64 ")", v[RC_GRANT]);
+    }
+    snprintf(c[8], sizeof c[8], "%" PRId64, v[RC_BACK]);
+    snprintf(c[9], sizeof c[9], "%" PRId64, v[RC_OVERSOLD]);
+    snprintf(c[10], sizeof c[10], "%" PRId64 " set, %" PRId64 " naming another partition",
+             v[RC_CLAIMS_SET], v[RC_CLAIMS_ELSE]);
+    snprintf(c[11], sizeof c[11], "%" PRId64 " fixed", v[RC_USERS]);
+    static const char *const labels[] = {
+        "MySQL",    "kept",        "Redis before",     "renumbered", "duplicates", "order records",
+        "deducted", "units taken", "units given back", "oversold",   "claims",     "user entries"};
+    ctl_table t;
+    ctl_table_init(&t, 2, "ll");
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        const char *row[2] = {labels[i], c[i]};
+        ctl_table_add(&t, row);
+    }
+    const char *row[2] = {"state", cJSON_IsTrue(reopened) ? "open" : "NOT open"};
+    ctl_table_add(&t, row);
+    if (t.oom) {
+        ctl_table_free(&t);
+        fprintf(err, "stockctl: out of memory formatting the reply\n");
+        return 2;
+    }
+    ctl_table_print(&t, out, "  ", 0);
+    ctl_table_free(&t);
+    const cJSON *moved = cJSON_GetObjectItemCaseSensitive(reply, "mysql_moved");
+    int64_t after = 0;
+    if (cJSON_IsTrue(moved) && ctl_json_i64(reply, "mysql_synced_after", &after) == 0) {
+        fprintf(err,
+                "stockctl: MySQL's synced_seq of %s moved from %" PRId64 " to %" PRId64
+                " during the reconcile (a batch sent before the partition was marked landed): "
+                "it will diverge again; run the reconcile again\n",
+                sku, v[RC_SYNCED], after);
+    }
+    if (v[RC_OVERSOLD] > 0) {
+        fprintf(err,
+                "stockctl: %" PRId64 " units oversold on %s: answered deductions that neither "
+                "the partition nor the pool could back (the audit's conservation and "
+                "no-oversell checks will say so)\n",
+                v[RC_OVERSOLD], sku);
+        return 1;
+    }
+    return cJSON_IsTrue(moved) ? 1 : 0;
+}
+
 int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply)
 {
     ctl_table t;
@@ -897,6 +1041,12 @@ int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply)
 int ctl_json_status(const cJSON *reply)
 {
     if (!ctl_reply_ok(reply)) {
+        return 1;
+    }
+    int64_t oversold = 0;
+    if (cJSON_GetObjectItemCaseSensitive(reply, "reconcile_id") != NULL &&
+        ((ctl_json_i64(reply, "oversold", &oversold) == 0 && oversold > 0) ||
+         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "mysql_moved")))) {
         return 1;
     }
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "invariants_ok");

@@ -61,11 +61,17 @@ int ctl_print_audit(FILE *out, FILE *err, const cJSON *reply);
  * was applied. */
 int ctl_print_db_migrate(FILE *out, FILE *err, const cJSON *reply);
 
+/* "partition P of SKU reconciled (ID)" and what changed, one line each,
+ * aligned; an oversold count above 0 is named on err and gives 1 (units were
+ * answered that nothing backs: the audit will say so too), as does MySQL
+ * having moved during the run (it wants another). */
+int ctl_print_reconcile(FILE *out, FILE *err, const cJSON *reply);
+
 /* Every counter of the reply, one per line, aligned. */
 int ctl_print_stats(FILE *out, FILE *err, const cJSON *reply);
 
-/* The exit status of a reply printed raw (--json): 1 for an error reply or a
- * broken audit, else 0. */
+/* The exit status of a reply printed raw (--json): 1 for an error reply, a
+ * broken audit or a reconcile that left units oversold or saw MySQL move, else 0. */
 int ctl_json_status(const cJSON *reply);
 
 #endif

@@ -70,6 +70,9 @@ int main(int argc, char **argv)
         case CTL_CMD_DB_MIGRATE:
             status = ctl_print_db_migrate(stdout, stderr, reply);
             break;
+        case CTL_CMD_PARTITION_RECONCILE:
+            status = ctl_print_reconcile(stdout, stderr, reply);
+            break;
         case CTL_CMD_HELP:
         default:
             status = 2;

@@ -5,7 +5,8 @@
  * fork/exec, talk to it only over NNG with the wire codec, and judge it only by
  * what MySQL holds afterwards, read over the test's own connection: batches
  * applied once, re-sent and overlapping batches, gaps, garbage, two worker
- * processes racing on the same batches, releases, the catalog, connections
+ * processes racing on the same batches, releases, the catalog, a partition's
+ * details read back page by page (reconcile's SYNC_DETAILS), connections
  * killed under the worker, a lost ack (fault build), the socket path, MySQL
  * down, and a duplicate key inside a group. The database comes from the harness
  * (tests/run.sh): MYSQL_HOST, MYSQL_PORT, MYSQL_SOCKET, MYSQL_USER, MYSQL_DB;
@@ -1099,6 +1100,106 @@ static void test_catalog(void **state)
     cli_close(&c);
 }
 
+/* ==== g2. SYNC_DETAILS: a partition's details, page by page (reconcile) ================ */
+
+static sh_wire_detail g_page[SH_WIRE_DETAILS_PAGE_MAX];
+
+/* One SYNC_DETAILS_REQ; the reply's head in *rep, its records in g_page. */
+static size_t details_call(cli *c, const char *sku, unsigned part, uint64_t after, uint32_t limit,
+                           sh_wire_sync_details_rep *rep)
+{
+    sh_wire_sync_details_req req;
+    memset(&req, 0, sizeof req);
+    assert_int_equal(sh_wire_str_set(req.sku, sizeof req.sku, &req.sku_len, sku, strlen(sku)),
+                     SH_OK);
+    req.partition = (uint16_t)part;
+    req.after_seq = after;
+    req.limit = limit;
+    size_t len = 0;
+    assert_int_equal(sh_wire_sync_details_req_encode(g_buf, sizeof g_buf, &len, 77, &req), SH_OK);
+    nng_msg *m = NULL;
+    int rv = cli_call(c, g_buf, len, &m);
+    if (rv != 0) {
+        fail_msg("details %s/%u after %" PRIu64 ": %s", sku, part, after, nng_strerror(rv));
+    }
+    sh_wire_header hdr;
+    assert_int_equal(sh_wire_sync_details_rep_decode(nng_msg_body(m), nng_msg_len(m), &hdr, rep,
+                                                     g_page, SH_WIRE_DETAILS_PAGE_MAX),
+                     SH_OK);
+    nng_msg_free(m);
+    assert_int_equal(hdr.req_id, 77);
+    return hdr.count;
+}
+
+/* Every detail applied comes back once, in order, with its fields as written,
+ * page by page; synced_seq comes with every page; nothing past the end; a
+ * partition MySQL never saw answers synced 0 and no detail; a malformed
+ * request is answered in the reply type, with its error. */
+static void test_sync_details(void **state)
+{
+    (void)state;
+    char sku[SH_SKU_ID_CHARS_MAX + 1];
+    sku_name(sku, sizeof sku, "det");
+    cli c;
+    cli_open_ok(&c, &g_main_worker, CALL_TIMEOUT_MS);
+    sh_wire_ack ack = call_batch(&c, sku, 3, 1, 150, qty_mixed);
+    expect_ok(&ack, sku, 3, 150);
+    sh_wire_sync_details_rep rep;
+    uint64_t after = 0;
+    int pages = 0;
+    for (; pages < 10; pages++) {
+        size_t n = details_call(&c, sku, 3, after, 64, &rep);
+        assert_int_equal(rep.status, SH_OK);
+        assert_int_equal(rep.synced_seq, 150);
+        assert_true(n <= 64);
+        for (size_t i = 0; i < n; i++) {
+            sh_wire_detail want;
+            detail_fill(&want, after + 1 + i, qty_mixed);
+            const sh_wire_detail *d = &g_page[i];
+            assert_int_equal(d->seq, want.seq);
+            assert_int_equal(d->qty, want.qty);
+            assert_int_equal(d->sub_domain, want.sub_domain);
+            assert_true(d->created_ms == want.created_ms);
+            assert_string_equal(d->order_id, want.order_id);
+            assert_string_equal(d->user_id, want.user_id);
+        }
+        if (n == 0) {
+            break;
+        }
+        after = g_page[n - 1].seq;
+    }
+    assert_int_equal(after, 150);
+    assert_int_equal(pages, 3); /* 64 + 64 + 22, then the empty page */
+    assert_int_equal(details_call(&c, sku, 3, 149, SH_WIRE_DETAILS_PAGE_MAX, &rep), 1);
+    assert_int_equal(g_page[0].seq, 150);
+    assert_int_equal(details_call(&c, sku, 9, 0, 10, &rep), 0);
+    assert_int_equal(rep.status, SH_OK);
+    assert_int_equal(rep.synced_seq, 0);
+
+    /* limit 0 patched into a valid request (the limit is its last 4 bytes) */
+    sh_wire_sync_details_req req;
+    memset(&req, 0, sizeof req);
+    assert_int_equal(sh_wire_str_set(req.sku, sizeof req.sku, &req.sku_len, sku, strlen(sku)),
+                     SH_OK);
+    req.limit = 1;
+    size_t len = 0;
+    assert_int_equal(sh_wire_sync_details_req_encode(g_buf, sizeof g_buf, &len, 78, &req), SH_OK);
+    memset(g_buf + len - 4, 0, 4);
+    nng_msg *m = NULL;
+    assert_int_equal(cli_call(&c, g_buf, len, &m), 0);
+    sh_wire_header hdr;
+    assert_int_equal(sh_wire_sync_details_rep_decode(nng_msg_body(m), nng_msg_len(m), &hdr, &rep,
+                                                     g_page, SH_WIRE_DETAILS_PAGE_MAX),
+                     SH_OK);
+    nng_msg_free(m);
+    assert_int_equal(hdr.req_id, 78);
+    assert_int_equal(rep.status, SH_EINVAL);
+    assert_int_equal(hdr.count, 0);
+    /* the worker still serves */
+    assert_int_equal(details_call(&c, sku, 3, 0, 1, &rep), 1);
+    cli_close(&c);
+}
+
 /* ==== h. connections killed under the worker ========================================== */
 
 /* Kills every connection of our user on our database but the test's own; returns
@@ -1450,13 +1551,21 @@ static void test_duplicate_key_in_group(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_one_batch),      cmocka_unit_test(test_resent_and_overlapping),
-        cmocka_unit_test(test_identity_checked),     cmocka_unit_test(test_gap_refused),
-        cmocka_unit_test(test_malformed_messages),   cmocka_unit_test(test_concurrent_workers),
-        cmocka_unit_test(test_negative_qty),         cmocka_unit_test(test_catalog),
-        cmocka_unit_test(test_reconnect_after_kill), cmocka_unit_test(test_kill_storm),
-        cmocka_unit_test(test_dropped_ack_resent),   cmocka_unit_test(test_unix_socket),
-        cmocka_unit_test(test_mysql_down),           cmocka_unit_test(test_duplicate_key_in_group),
+        cmocka_unit_test(test_apply_one_batch),
+        cmocka_unit_test(test_resent_and_overlapping),
+        cmocka_unit_test(test_identity_checked),
+        cmocka_unit_test(test_gap_refused),
+        cmocka_unit_test(test_malformed_messages),
+        cmocka_unit_test(test_concurrent_workers),
+        cmocka_unit_test(test_negative_qty),
+        cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_sync_details),
+        cmocka_unit_test(test_reconnect_after_kill),
+        cmocka_unit_test(test_kill_storm),
+        cmocka_unit_test(test_dropped_ack_resent),
+        cmocka_unit_test(test_unix_socket),
+        cmocka_unit_test(test_mysql_down),
+        cmocka_unit_test(test_duplicate_key_in_group),
     };
     return cmocka_run_group_tests_name("syncd", tests, group_setup, group_teardown);
 }

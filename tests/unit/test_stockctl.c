@@ -357,6 +357,8 @@ static void test_request_build(void **state)
         {{"audit", "flash-1", NULL}, "{\"cmd\":\"audit\",\"sku\":\"flash-1\"}"},
         {{"audit", "flash-1", "--max-pending-age-ms", "1500", NULL},
          "{\"cmd\":\"audit\",\"sku\":\"flash-1\",\"max_pending_age_ms\":1500}"},
+        {{"partition", "reconcile", "flash-1", "255", NULL},
+         "{\"cmd\":\"partition_reconcile\",\"sku\":\"flash-1\",\"partition\":255}"},
         {{"sku", "load", "a", NULL}, "{\"cmd\":\"sku_load\",\"sku\":\"a\"}"},
         {{"sku", "restock", "a", "1000000000", "--id", "r-1", NULL},
          "{\"cmd\":\"sku_restock\",\"sku\":\"a\",\"units\":1000000000,\"restock_id\":\"r-1\"}"},
@@ -865,6 +867,92 @@ static void test_db_migrate(void **state)
     }
 }
 
+#define RC_REPLY(oversold)                                                                         \
+    "{\"ok\":true,\"sku\":\"s1\",\"partition\":0,\"reconcile_id\":\"rc.4.1700000000000.1\","       \
+    "\"mysql_synced_seq\":8,\"mysql_max_seq\":8,\"redis_seq_before\":7,\"redis_ack_before\":5,"    \
+    "\"kept_from_mysql\":8,\"renumbered\":3,\"renumbered_first\":9,\"renumbered_last\":11,"        \
+    "\"seq_after\":11,\"dropped_duplicates\":1,\"records_restored\":2,\"records_fixed\":4,"        \
+    "\"grants_finished\":0,\"ded_before\":7,\"ded_after\":11,\"units_from_partition\":1,"          \
+    "\"units_from_pool\":2,\"units_given_back\":0,\"oversold\":" #oversold ",\"grant_id\":17,"     \
+    "\"claims_set\":3,\"claims_elsewhere\":1,\"user_entries_fixed\":0,"                            \
+    "\"already_applied\":false,\"attempts\":1,\"reopened\":true}"
+
+/* partition reconcile: strict arguments, the table of what changed, exit 1
+ * when units are oversold (also with --json), 2 for a reply missing a field. */
+static void test_partition_reconcile(void **state)
+{
+    (void)state;
+    ctl_args a;
+    char err[256];
+    assert_int_equal(parse(&a, NULL, err, sizeof err, W("partition", "reconcile", "s1", "3", NULL)),
+                     0);
+    assert_int_equal(a.cmd, CTL_CMD_PARTITION_RECONCILE);
+    assert_string_equal(a.sku, "s1");
+    assert_int_equal(a.partition, 3);
+    static const struct {
+        const char *words[8];
+        const char *msg;
+    } bad[] = {
+        {{"partition", NULL}, "usage: stockctl partition reconcile SKU P"},
+        {{"partition", "fix", "s1", "0", NULL}, "usage: stockctl partition reconcile SKU P"},
+        {{"partition", "reconcile", "s1", NULL}, "usage: stockctl partition reconcile SKU P"},
+        {{"partition", "reconcile", "s1", "0", "1", NULL}, "unexpected argument '1'"},
+        {{"partition", "reconcile", "s1", "256", NULL}, "P: 256 is outside 0..255"},
+        {{"partition", "reconcile", "s1", "x", NULL}, "P: 'x' is not a whole decimal number"},
+        {{"partition", "reconcile", "s:1", "0", NULL}, "bad SKU id 's:1'"},
+        {{"partition", "reconcile", "s1", "0", "--id", "x", NULL}, "unknown option '--id'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(parse(&a, NULL, err, sizeof err, bad[i].words), -1);
+        if (strstr(err, bad[i].msg) == NULL) {
+            fail_msg("case %zu: '%s' not in '%s'", i, bad[i].msg, err);
+        }
+    }
+    expect_print(ctl_print_reconcile, RC_REPLY(0), 0,
+                 "partition 0 of s1 reconciled (rc.4.1700000000000.1)\n"
+                 "  MySQL             synced_seq 8, max seq 8\n"
+                 "  kept              8 details, with their seqs\n"
+                 "  Redis before      seq 7, ack 5\n"
+                 "  renumbered        3 only Redis answered, now seqs 9..11\n"
+                 "  duplicates        1 (Redis deducted them again; kept once, MySQL's)\n"
+                 "  order records     2 restored from MySQL, 4 rewritten\n"
+                 "  deducted          7 -> 11 (seq 11)\n"
+                 "  units taken       1 from the partition, 2 from the pool (grant 17)\n"
+                 "  units given back  0\n"
+                 "  oversold          0\n"
+                 "  claims            3 set, 1 naming another partition\n"
+                 "  user entries      0 fixed\n"
+                 "  state             open\n");
+    cJSON *r = reply_of(RC_REPLY(2));
+    capture out, errc;
+    cap_open(&out);
+    cap_open(&errc);
+    assert_int_equal(ctl_print_reconcile(out.f, errc.f, r), 1);
+    assert_non_null(strstr(cap_text(&out), "  oversold          2\n"));
+    assert_non_null(strstr(cap_text(&errc), "stockctl: 2 units oversold on s1"));
+    cap_free(&out);
+    cap_free(&errc);
+    assert_int_equal(ctl_json_status(r), 1);
+    cJSON_Delete(r);
+    r = reply_of(RC_REPLY(0));
+    assert_int_equal(ctl_json_status(r), 0);
+    cJSON_Delete(r);
+    /* MySQL moved during the run (a batch in flight landed): it wants another. */
+    char moved[2048];
+    snprintf(moved, sizeof moved, "%.*s,\"mysql_moved\":true,\"mysql_synced_after\":9}",
+             (int)strlen(RC_REPLY(0)) - 1, RC_REPLY(0));
+    r = reply_of(moved);
+    cap_open(&out);
+    cap_open(&errc);
+    assert_int_equal(ctl_print_reconcile(out.f, errc.f, r), 1);
+    assert_non_null(strstr(cap_text(&errc), "moved from 8 to 9"));
+    cap_free(&out);
+    cap_free(&errc);
+    assert_int_equal(ctl_json_status(r), 1);
+    cJSON_Delete(r);
+    expect_print(ctl_print_reconcile, "{\"ok\":true,\"sku\":\"s1\",\"partition\":0}", 2, "");
+}
+
 static void test_load_restock_print(void **state)
 {
     (void)state;
@@ -1045,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_load_restock_print),
         cmocka_unit_test(test_stats_load_error),
         cmocka_unit_test(test_db_migrate),
+        cmocka_unit_test(test_partition_reconcile),
         cmocka_unit_test(test_sock_errors),
         cmocka_unit_test(test_sock_reply),
     };

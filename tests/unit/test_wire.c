@@ -349,9 +349,33 @@ static void make_sync_state_rep(sh_wire_sync_state_rep *rep, sh_wire_sync_part *
     parts[3].max_seq = UINT64_MAX;
 }
 
-/* One valid encoded message of each type (kind 0..11 = type 1..12), in a heap block
+static void make_sync_details_req(sh_wire_sync_details_req *req)
+{
+    memset(req, 0, sizeof *req);
+    SET_MAX(req->sku, 17);
+    req->partition = SH_PARTITIONS_PER_SKU_MAX - 1;
+    req->after_seq = UINT64_MAX;
+    req->limit = SH_WIRE_DETAILS_PAGE_MAX;
+}
+
+/* The batch's details (every field at an edge), seqs 1, 7, UINT64_MAX: a page
+ * need not be contiguous, only increasing. */
+static void make_sync_details_rep(sh_wire_sync_details_rep *rep, sh_wire_detail *d)
+{
+    sh_wire_batch b;
+    make_batch(&b, d);
+    memset(rep, 0, sizeof *rep);
+    rep->status = SH_OK;
+    SET_MAX(rep->message, 18);
+    rep->synced_seq = UINT64_MAX;
+    d[0].seq = 1;
+    d[1].seq = 7;
+    d[2].seq = UINT64_MAX;
+}
+
+/* One valid encoded message of each type (kind 0..13 = type 1..14), in a heap block
  * of exactly its length. */
-#define N_KINDS 12
+#define N_KINDS 14
 
 static uint8_t *make_msg(int kind, size_t *len)
 {
@@ -426,6 +450,19 @@ static uint8_t *make_msg(int kind, size_t *len)
         rc = sh_wire_sync_state_rep_encode(buf, 65536, len, req_id, &rep, parts, N_SYNC_PARTS);
         break;
     }
+    case SH_WIRE_SYNC_DETAILS_REQ: {
+        sh_wire_sync_details_req req;
+        make_sync_details_req(&req);
+        rc = sh_wire_sync_details_req_encode(buf, 65536, len, req_id, &req);
+        break;
+    }
+    case SH_WIRE_SYNC_DETAILS_REP: {
+        sh_wire_sync_details_rep rep;
+        sh_wire_detail d[N_DETAILS];
+        make_sync_details_rep(&rep, d);
+        rc = sh_wire_sync_details_rep_encode(buf, 65536, len, req_id, &rep, d, N_DETAILS);
+        break;
+    }
     }
     assert_int_equal(rc, SH_OK);
     uint8_t *exact = dup_exact(buf, *len);
@@ -433,11 +470,11 @@ static uint8_t *make_msg(int kind, size_t *len)
     return exact;
 }
 
-/* Runs decoder `which` (0..9, one per message family) with output arrays of exactly
+/* Runs decoder `which` (0..11, one per message family) with output arrays of exactly
  * cap records (NULL when cap is 0, so any write would fault). When it succeeds, checks every
  * decoded string is NUL-terminated and within its bounds and the count within cap. Returns the
  * decoder's code. */
-#define N_DECODERS 10
+#define N_DECODERS 12
 
 static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
 {
@@ -569,12 +606,40 @@ static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
         free(p);
         break;
     }
+    case 10: {
+        sh_wire_sync_details_req *req = malloc(sizeof *req);
+        assert_non_null(req);
+        rc = sh_wire_sync_details_req_decode(buf, len, &hdr, req);
+        if (rc == SH_OK) {
+            ASSERT_SANE(req, sku);
+            assert_true(req->limit >= 1 && req->limit <= SH_WIRE_DETAILS_PAGE_MAX);
+        }
+        free(req);
+        break;
+    }
+    case 11: {
+        sh_wire_sync_details_rep rep;
+        sh_wire_detail *d = (cap > 0 ? malloc(sizeof *d * cap) : NULL);
+        assert_true(d != NULL || cap == 0);
+        rc = sh_wire_sync_details_rep_decode(buf, len, &hdr, &rep, d, cap);
+        if (rc == SH_OK) {
+            ASSERT_SANE(&rep, message);
+            assert_true(rep.status == SH_OK || hdr.count == 0);
+        }
+        for (size_t i = 0; rc == SH_OK && i < hdr.count; i++) {
+            ASSERT_SANE(&d[i], order_id);
+            ASSERT_SANE(&d[i], user_id);
+            assert_true(d[i].seq >= 1 && (i == 0 || d[i].seq > d[i - 1].seq));
+        }
+        free(d);
+        break;
+    }
     default:
         fail();
     }
     if (rc == SH_OK) {
-        /* the single-record decoders (ack, catalog request, sync state request) take no cap */
-        assert_true(hdr.count <= (which == 3 || which == 4 || which == 8 ? 1 : cap));
+        /* the single-record decoders (ack, catalog and sync requests) take no cap */
+        assert_true(hdr.count <= (which == 3 || which == 4 || which == 8 || which == 10 ? 1 : cap));
         assert_int_equal(hdr.body_len, len - SH_WIRE_HEADER_BYTES);
     }
     assert_true((unsigned)rc < SH_ERR_COUNT_);
@@ -584,7 +649,7 @@ static sh_err decode_any(int which, const uint8_t *buf, size_t len, size_t cap)
 /* The decoder family of each message kind. */
 static int decoder_of_kind(int kind)
 {
-    static const int map[N_KINDS] = {0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const int map[N_KINDS] = {0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     return map[kind];
 }
 
@@ -1099,6 +1164,225 @@ static void test_sync_state_bounds(void **state)
     free(p);
 }
 
+static void test_roundtrip_sync_details(void **state)
+{
+    (void)state;
+    sh_wire_sync_details_req qin, qout;
+    make_sync_details_req(&qin);
+    uint8_t buf[1024];
+    size_t len = 0;
+    assert_int_equal(sh_wire_sync_details_req_encode(buf, sizeof buf, &len, 15, &qin), SH_OK);
+    assert_int_equal(len, sh_wire_sync_details_req_size(&qin));
+    uint8_t *msg = dup_exact(buf, len);
+    sh_wire_header hdr;
+    assert_int_equal(sh_wire_sync_details_req_decode(msg, len, &hdr, &qout), SH_OK);
+    assert_int_equal(hdr.type, SH_WIRE_SYNC_DETAILS_REQ);
+    assert_int_equal(hdr.req_id, 15);
+    ASSERT_STR_EQ(&qout, &qin, sku);
+    assert_int_equal(qout.partition, qin.partition);
+    assert_true(qout.after_seq == UINT64_MAX);
+    assert_int_equal(qout.limit, SH_WIRE_DETAILS_PAGE_MAX);
+    free(msg);
+    assert_string_equal(sh_wire_type_name(SH_WIRE_SYNC_DETAILS_REQ), "SYNC_DETAILS_REQ");
+    assert_string_equal(sh_wire_type_name(SH_WIRE_SYNC_DETAILS_REP), "SYNC_DETAILS_REP");
+
+    sh_wire_sync_details_rep in, out;
+    sh_wire_detail d[N_DETAILS], *got = calloc(N_DETAILS, sizeof *got);
+    assert_non_null(got);
+    make_sync_details_rep(&in, d);
+    assert_int_equal(sh_wire_sync_details_rep_encode(buf, sizeof buf, &len, 16, &in, d, N_DETAILS),
+                     SH_OK);
+    assert_int_equal(len, sh_wire_sync_details_rep_size(&in, d, N_DETAILS));
+    msg = dup_exact(buf, len);
+    assert_int_equal(sh_wire_sync_details_rep_decode(msg, len, &hdr, &out, got, N_DETAILS), SH_OK);
+    assert_int_equal(hdr.type, SH_WIRE_SYNC_DETAILS_REP);
+    assert_int_equal(hdr.count, N_DETAILS);
+    assert_int_equal(out.status, SH_OK);
+    assert_true(out.synced_seq == UINT64_MAX);
+    ASSERT_STR_EQ(&out, &in, message);
+    for (size_t i = 0; i < N_DETAILS; i++) {
+        assert_true(got[i].seq == d[i].seq);
+        assert_true(got[i].created_ms == d[i].created_ms);
+        assert_int_equal(got[i].qty, d[i].qty);
+        assert_int_equal(got[i].sub_domain, d[i].sub_domain);
+        ASSERT_STR_EQ(&got[i], &d[i], order_id);
+        ASSERT_STR_EQ(&got[i], &d[i], user_id);
+    }
+    free(msg);
+
+    /* Nothing after after_seq, and a refusal: no records. */
+    for (int refusal = 0; refusal < 2; refusal++) {
+        in.status = refusal ? SH_EMYSQL : SH_OK;
+        in.synced_seq = refusal ? 0 : 42;
+        SET_STR(in.message, refusal ? "mysql 2013: Lost connection" : "");
+        assert_int_equal(sh_wire_sync_details_rep_encode(buf, sizeof buf, &len, 17, &in, NULL, 0),
+                         SH_OK);
+        msg = dup_exact(buf, len);
+        assert_int_equal(sh_wire_sync_details_rep_decode(msg, len, &hdr, &out, NULL, 0), SH_OK);
+        assert_int_equal(hdr.count, 0);
+        assert_int_equal(out.status, in.status);
+        assert_true(out.synced_seq == in.synced_seq);
+        assert_string_equal(out.message, in.message);
+        free(msg);
+    }
+    free(got);
+}
+
+/* SYNC_DETAILS messages refuse, on both sides, a page that could make reconcile
+ * count a detail twice or take a broken one, and a request past its bounds. */
+static void test_sync_details_bounds(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    size_t len = 0;
+    sh_wire_sync_details_req req;
+    static const struct {
+        int field;
+        const char *what;
+    } qcases[] = {{0, "empty sku"},
+                  {1, "partition past the last"},
+                  {2, "limit 0"},
+                  {3, "limit past the page"}};
+    for (size_t c = 0; c < sizeof qcases / sizeof qcases[0]; c++) {
+        make_sync_details_req(&req);
+        switch (qcases[c].field) {
+        case 0:
+            req.sku_len = 0;
+            req.sku[0] = '\0';
+            break;
+        case 1:
+            req.partition = SH_PARTITIONS_PER_SKU_MAX;
+            break;
+        case 2:
+            req.limit = 0;
+            break;
+        case 3:
+            req.limit = SH_WIRE_DETAILS_PAGE_MAX + 1;
+            break;
+        }
+        if (sh_wire_sync_details_req_encode(buf, sizeof buf, &len, 1, &req) != SH_EINVAL) {
+            fail_msg("encoder accepted %s", qcases[c].what);
+        }
+    }
+    /* The decoder refuses the same limits, patched into a valid request (limit is last). */
+    make_sync_details_req(&req);
+    assert_int_equal(sh_wire_sync_details_req_encode(buf, sizeof buf, &len, 1, &req), SH_OK);
+    static const uint32_t limits[] = {0, SH_WIRE_DETAILS_PAGE_MAX + 1, UINT32_MAX};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        uint8_t *p = dup_exact(buf, len);
+        patch_le(p, len - 4, limits[i], 4);
+        assert_int_equal(decode_any(10, p, len, 1), SH_EINVAL);
+        free(p);
+    }
+    uint8_t *p = dup_exact(buf, len);
+    patch_le(p, len - 4 - 8 - 2, SH_PARTITIONS_PER_SKU_MAX, 2);
+    assert_int_equal(decode_any(10, p, len, 1), SH_EINVAL);
+    free(p);
+
+    sh_wire_sync_details_rep rep;
+    sh_wire_detail d[N_DETAILS];
+    static const struct {
+        int field;
+        const char *what;
+    } cases[] = {{0, "seq 0"},         {1, "seq repeated"},     {2, "seqs going down"},
+                 {3, "qty 0"},         {4, "sub_domain 2"},     {5, "empty order id"},
+                 {6, "error records"}, {7, "status past last"}, {8, "qty past max"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        make_sync_details_rep(&rep, d);
+        switch (cases[c].field) {
+        case 0:
+            d[0].seq = 0;
+            break;
+        case 1:
+            d[1].seq = d[0].seq;
+            break;
+        case 2:
+            d[2].seq = 3;
+            break;
+        case 3:
+            d[1].qty = 0;
+            break;
+        case 4:
+            d[2].sub_domain = 2;
+            break;
+        case 5:
+            d[1].order_id_len = 0;
+            d[1].order_id[0] = '\0';
+            break;
+        case 6:
+            rep.status = SH_EMYSQL;
+            break;
+        case 7:
+            rep.status = SH_ERR_COUNT_;
+            break;
+        case 8:
+            d[0].qty = -SH_QTY_UNITS_MAX - 1;
+            break;
+        }
+        if (sh_wire_sync_details_rep_encode(buf, sizeof buf, &len, 1, &rep, d, N_DETAILS) !=
+            SH_EINVAL) {
+            fail_msg("encoder accepted %s", cases[c].what);
+        }
+    }
+    /* Patched into a valid reply. Layout: header, status u8, message (u8 length
+     * + bytes), synced_seq u64, then records whose first field is the u64 seq. */
+    make_sync_details_rep(&rep, d);
+    assert_int_equal(sh_wire_sync_details_rep_encode(buf, sizeof buf, &len, 1, &rep, d, N_DETAILS),
+                     SH_OK);
+    size_t rec0 = SH_WIRE_HEADER_BYTES + 1 + 1 + rep.message_len + 8;
+    size_t rec1 = rec0 + 8 + 8 + 4 + 1 + 1 + d[0].order_id_len + 1 + d[0].user_id_len;
+    struct {
+        size_t off;
+        uint64_t v;
+        size_t bytes;
+    } patches[] = {
+        {rec0, 0, 8},                            /* seq 0 */
+        {rec1, 1, 8},                            /* seq repeated */
+        {rec1 + 8 + 8, 0, 4},                    /* qty 0 */
+        {rec1 + 8 + 8 + 4, 2, 1},                /* sub_domain 2 */
+        {SH_WIRE_HEADER_BYTES, SH_EMYSQL, 1},    /* records with an error */
+        {SH_WIRE_HEADER_BYTES, SH_ERR_COUNT_, 1} /* status past the last */
+    };
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        p = dup_exact(buf, len);
+        patch_le(p, patches[i].off, patches[i].v, patches[i].bytes);
+        if (decode_any(11, p, len, N_DETAILS) != SH_EINVAL) {
+            fail_msg("decoder accepted patch %zu", i);
+        }
+        free(p);
+    }
+    p = dup_exact(buf, len); /* unpatched: the offsets above hit the intended fields */
+    assert_int_equal(decode_any(11, p, len, N_DETAILS), SH_OK);
+    free(p);
+
+    /* A full page encodes, fits and decodes; one past it is refused. */
+    size_t cap = SH_WIRE_MSG_BYTES_MAX;
+    uint8_t *big = malloc(cap);
+    sh_wire_detail *page = calloc(SH_WIRE_DETAILS_PAGE_MAX + 1, sizeof *page);
+    assert_non_null(big);
+    assert_non_null(page);
+    for (size_t i = 0; i <= SH_WIRE_DETAILS_PAGE_MAX; i++) {
+        page[i] = d[1];
+        SET_MAX(page[i].order_id, 2);
+        page[i].seq = 1 + 2 * i;
+    }
+    assert_int_equal(sh_wire_sync_details_rep_size(&rep, page, SH_WIRE_DETAILS_PAGE_MAX + 1), 0);
+    assert_int_equal(sh_wire_sync_details_rep_encode(big, cap, &len, 1, &rep, page,
+                                                     SH_WIRE_DETAILS_PAGE_MAX + 1),
+                     SH_ELIMIT);
+    assert_int_equal(
+        sh_wire_sync_details_rep_encode(big, cap, &len, 1, &rep, page, SH_WIRE_DETAILS_PAGE_MAX),
+        SH_OK);
+    sh_wire_header hdr;
+    assert_int_equal(
+        sh_wire_sync_details_rep_decode(big, len, &hdr, &rep, page, SH_WIRE_DETAILS_PAGE_MAX),
+        SH_OK);
+    assert_int_equal(hdr.count, SH_WIRE_DETAILS_PAGE_MAX);
+    assert_true(page[SH_WIRE_DETAILS_PAGE_MAX - 1].seq == 2 * SH_WIRE_DETAILS_PAGE_MAX - 1);
+    free(page);
+    free(big);
+}
+
 /* The byte layout is the contract with other builds: pin it down. */
 static void test_golden_bytes(void **state)
 {
@@ -1189,6 +1473,47 @@ static void test_golden_bytes(void **state)
     assert_int_equal(sh_wire_catalog_rep_encode(big, sizeof big, &len, 4, &crep, NULL, 0), SH_OK);
     assert_int_equal(len, sizeof want_cat);
     assert_memory_equal(big, want_cat, sizeof want_cat);
+
+    sh_wire_sync_details_req dreq;
+    memset(&dreq, 0, sizeof dreq);
+    SET_STR(dreq.sku, "AB");
+    dreq.partition = 0x00FE;
+    dreq.after_seq = 5;
+    dreq.limit = 1000;
+    static const uint8_t want_dreq[] = {
+        0x03, 0x0D, 0x01, 0x00, 0x11, 0x00, 0x00, 0x00, /* v, type 13, count 1, len 17 */
+        0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
+        0x02, 'A',  'B',  0xFE, 0x00,                   /* sku, partition */
+        0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* after_seq */
+        0xE8, 0x03, 0x00, 0x00};                        /* limit */
+    assert_int_equal(sh_wire_sync_details_req_encode(big, sizeof big, &len, 5, &dreq), SH_OK);
+    assert_int_equal(len, sizeof want_dreq);
+    assert_memory_equal(big, want_dreq, sizeof want_dreq);
+
+    sh_wire_sync_details_rep drep;
+    memset(&drep, 0, sizeof drep);
+    drep.synced_seq = 6;
+    sh_wire_detail dd;
+    memset(&dd, 0, sizeof dd);
+    dd.seq = 6;
+    dd.created_ms = 1;
+    dd.qty = -2;
+    dd.sub_domain = 1;
+    SET_STR(dd.order_id, "o");
+    SET_STR(dd.user_id, "u");
+    static const uint8_t want_drep[] = {
+        0x03, 0x0E, 0x01, 0x00, 0x23, 0x00, 0x00, 0x00, /* v, type 14, count 1, len 35 */
+        0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* req_id */
+        0x00, 0x00,                                     /* status, message "" */
+        0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* synced_seq */
+        0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* seq */
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* created_ms */
+        0xFE, 0xFF, 0xFF, 0xFF, 0x01,                   /* qty, sub_domain */
+        0x01, 'o',  0x01, 'u'};
+    assert_int_equal(sh_wire_sync_details_rep_encode(big, sizeof big, &len, 6, &drep, &dd, 1),
+                     SH_OK);
+    assert_int_equal(len, sizeof want_drep);
+    assert_memory_equal(big, want_drep, sizeof want_drep);
 }
 
 /* Full messages at every count limit encode, fit one NNG message and decode. */
@@ -1305,7 +1630,7 @@ static void test_wrong_version(void **state)
 static void test_unknown_type(void **state)
 {
     (void)state;
-    static const uint8_t types[] = {0, 13, 255};
+    static const uint8_t types[] = {0, SH_WIRE_SYNC_DETAILS_REP + 1, 255};
     size_t len = 0;
     uint8_t *msg = make_msg(0, &len);
     for (size_t t = 0; t < sizeof types; t++) {
@@ -1318,7 +1643,7 @@ static void test_unknown_type(void **state)
     }
     free(msg);
     assert_string_equal(sh_wire_type_name(0), "UNKNOWN");
-    assert_string_equal(sh_wire_type_name(13), "UNKNOWN");
+    assert_string_equal(sh_wire_type_name(SH_WIRE_SYNC_DETAILS_REP + 1), "UNKNOWN");
     assert_string_equal(sh_wire_type_name(-1), "UNKNOWN");
 }
 
@@ -1399,6 +1724,8 @@ static void test_count_past_type_limit(void **state)
         {SH_WIRE_PARTOP_REP, SH_WIRE_PARTOPS_MAX},
         {SH_WIRE_SYNC_STATE_REQ, 1},
         {SH_WIRE_SYNC_STATE_REP, SH_PARTITIONS_PER_SKU_MAX},
+        {SH_WIRE_SYNC_DETAILS_REQ, 1},
+        {SH_WIRE_SYNC_DETAILS_REP, SH_WIRE_DETAILS_PAGE_MAX},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         raw_msg m;
@@ -1416,9 +1743,9 @@ static void test_count_past_type_limit(void **state)
         assert_int_equal(hdr.count, limits[i].max);
     }
     /* Below a type's minimum: requests carry at least one item, acks exactly one. */
-    static const uint8_t need_one[] = {SH_WIRE_DEDUCT_REQ, SH_WIRE_RELEASE_REQ,
-                                       SH_WIRE_BATCH_ACK,  SH_WIRE_CATALOG_REQ,
-                                       SH_WIRE_PARTOP_REQ, SH_WIRE_SYNC_STATE_REQ};
+    static const uint8_t need_one[] = {
+        SH_WIRE_DEDUCT_REQ, SH_WIRE_RELEASE_REQ,    SH_WIRE_BATCH_ACK,       SH_WIRE_CATALOG_REQ,
+        SH_WIRE_PARTOP_REQ, SH_WIRE_SYNC_STATE_REQ, SH_WIRE_SYNC_DETAILS_REQ};
     for (size_t i = 0; i < sizeof need_one; i++) {
         raw_msg m;
         sh_wire_header hdr;
@@ -1431,15 +1758,15 @@ static void test_count_past_type_limit(void **state)
 static void test_count_past_cap(void **state)
 {
     (void)state;
-    static const size_t counts[N_KINDS] = {N_ITEMS,   N_ITEMS,   N_ITEMS, N_ITEMS,
-                                           N_DETAILS, 1,         1,       N_SKUS,
-                                           N_PARTOPS, N_PARTOPS, 1,       N_SYNC_PARTS};
+    static const size_t counts[N_KINDS] = {
+        N_ITEMS, N_ITEMS,   N_ITEMS,   N_ITEMS, N_DETAILS,    1, 1,
+        N_SKUS,  N_PARTOPS, N_PARTOPS, 1,       N_SYNC_PARTS, 1, N_DETAILS};
     for (int kind = 0; kind < N_KINDS; kind++) {
         size_t len = 0;
         uint8_t *msg = make_msg(kind, &len);
         int dec = decoder_of_kind(kind);
         size_t n = counts[kind];
-        if (dec == 3 || dec == 4 || dec == 8) { /* single-record messages take no cap */
+        if (dec == 3 || dec == 4 || dec == 8 || dec == 10) { /* single records take no cap */
             free(msg);
             continue;
         }
@@ -1868,6 +2195,19 @@ static sh_err encode_kind(int kind, uint8_t *buf, size_t cap, size_t *len, size_
         *want = sh_wire_sync_state_rep_size(&rep, parts, N_SYNC_PARTS);
         return sh_wire_sync_state_rep_encode(buf, cap, len, 1, &rep, parts, N_SYNC_PARTS);
     }
+    case SH_WIRE_SYNC_DETAILS_REQ: {
+        sh_wire_sync_details_req req;
+        make_sync_details_req(&req);
+        *want = sh_wire_sync_details_req_size(&req);
+        return sh_wire_sync_details_req_encode(buf, cap, len, 1, &req);
+    }
+    case SH_WIRE_SYNC_DETAILS_REP: {
+        sh_wire_sync_details_rep rep;
+        sh_wire_detail d[N_DETAILS];
+        make_sync_details_rep(&rep, d);
+        *want = sh_wire_sync_details_rep_size(&rep, d, N_DETAILS);
+        return sh_wire_sync_details_rep_encode(buf, cap, len, 1, &rep, d, N_DETAILS);
+    }
     }
     fail();
     return SH_EINTERNAL;
@@ -2101,6 +2441,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip_sync_state_req),
         cmocka_unit_test(test_roundtrip_sync_state_rep),
         cmocka_unit_test(test_sync_state_bounds),
+        cmocka_unit_test(test_roundtrip_sync_details),
+        cmocka_unit_test(test_sync_details_bounds),
         cmocka_unit_test(test_golden_bytes),
         cmocka_unit_test(test_full_messages),
         cmocka_unit_test(test_truncated_prefixes),
