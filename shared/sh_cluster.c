@@ -1672,10 +1672,17 @@ sh_cluster_barrier_state sh_cluster_barrier_of(const sh_cluster *c, const char *
 {
     SH_ASSERT(c != NULL && key != NULL);
     int i = c->slots[sh_cluster_slot(key, len)];
-    if (i < 0 || c->barrier_gen == 0 || c->nodes[i].barrier_gen != c->barrier_gen) {
-        return SH_CLUSTER_B_FAILED; /* not in the last barrier: nothing confirms it */
+    if (i < 0 || c->nodes[i].barrier_gen == 0) {
+        return SH_CLUSTER_B_FAILED; /* never in a barrier: nothing confirms it */
     }
-    return c->nodes[i].barrier;
+    const cl_node *nd = &c->nodes[i];
+    if (nd->barrier_gen == c->barrier_gen) {
+        return nd->barrier;
+    }
+    /* Not in the last barrier: confirmed by an earlier one when nothing was
+     * sent to it since (a master a barrier could not confirm stays "wrote"
+     * until one does, so its state here is never a stale OK). */
+    return nd->wrote ? SH_CLUSTER_B_FAILED : nd->barrier;
 }
 
 /* ==== introspection ======================================================== */

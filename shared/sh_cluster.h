@@ -187,9 +187,11 @@ sh_err sh_cluster_node_command(sh_cluster *c, const char *addr, int argc, const 
  * found on the master owning the key's slot. */
 sh_err sh_cluster_barrier(sh_cluster *c, int replicas, uint32_t wait_ms, int *failed_out);
 
-/* What the last barrier found on the master owning key's slot;
- * SH_CLUSTER_B_FAILED when that master was not part of it (nothing was sent
- * to it since the barrier before, or the slot moved since). */
+/* What the last barrier that included the master owning key's slot found
+ * there, when nothing was sent to that master since; SH_CLUSTER_B_FAILED when
+ * no barrier included it, or commands went to it after its last barrier (so
+ * a master confirmed by a node's first barrier of a round and untouched since
+ * stays confirmed after the second). */
 sh_cluster_barrier_state sh_cluster_barrier_of(const sh_cluster *c, const char *key, size_t len);
 
 /* Copies the counters into *out. */
