@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_cluster.h"
@@ -251,7 +252,7 @@ static void test_reacquire_same_owner(void **state)
     second_acquire("host:1:a", 0, TTL_MS, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
     const char *lvl = getenv("TEST_LOG_LEVEL");
@@ -265,5 +266,5 @@ int main(void)
         cmocka_unit_test(test_crashed_holder_expires),
         cmocka_unit_test(test_reacquire_same_owner),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "lease", tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_err.h"
@@ -1447,7 +1448,7 @@ static void test_duplicate_key_in_group(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_one_batch),      cmocka_unit_test(test_resent_and_overlapping),
@@ -1458,5 +1459,5 @@ int main(void)
         cmocka_unit_test(test_dropped_ack_resent),   cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_mysql_down),           cmocka_unit_test(test_duplicate_key_in_group),
     };
-    return cmocka_run_group_tests_name("syncd", tests, group_setup, group_teardown);
+    return T_CMOCKA_MAIN(argc, argv, "syncd", tests, group_setup, group_teardown);
 }
