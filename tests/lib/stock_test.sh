@@ -434,8 +434,12 @@ t_own_infra() {
     T_OWN_INFRA=$(mktemp -d "/tmp/stock-$T_NAME-infra.XXXXXX")
     say "own infrastructure in $T_OWN_INFRA (base port $base, node timeout 1 s)"
     INFRA_REDIS_NODE_TIMEOUT_MS=1000 STOCK_BIN=$T_BIN timeout 300 bash "$T_ROOT/scripts/infra.sh" \
-        up --dir "$T_OWN_INFRA" --base-port "$base" >"$T_OWN_INFRA.log" 2>&1 ||
-        { t_own_infra_down; fail "infra.sh up failed: $(tail -5 "$T_OWN_INFRA.log")"; }
+        up --dir "$T_OWN_INFRA" --base-port "$base" >"$T_OWN_INFRA.log" 2>&1 || {
+        local why # read before t_own_infra_down removes the log
+        why=$(tail -n 12 "$T_OWN_INFRA.log" 2>&1)
+        t_own_infra_down
+        fail "infra.sh up failed: $why"
+    }
     rm -f "$T_OWN_INFRA.log"
     t_at_exit t_own_infra_down
     INFRA_DIR=$T_OWN_INFRA
