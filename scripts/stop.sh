@@ -35,6 +35,7 @@ SANITIZER_RE='AddressSanitizer|LeakSanitizer|runtime error'
 DIR=""
 ALL=0
 CHECK=0
+UNKNOWN=() # daemons stopped here whose exit status could not be read
 
 log() { printf 'stop: %s\n' "$*"; }
 
@@ -152,12 +153,14 @@ stop_group() {
     local i
     for ((i = 0; i < ${#pids[@]}; i++)); do
         if [ "${watched[$i]}" -eq 0 ]; then
-            log "${names[$i]} (pid ${pids[$i]}) stopped; exit status unknown (not launched by start.sh)"
+            UNKNOWN+=("${names[$i]} (pid ${pids[$i]}) stopped; exit status unknown (not launched by start.sh)")
         elif st=$(exit_status "${names[$i]}" "${pids[$i]}"); then
             log "${names[$i]} (pid ${pids[$i]}) exited $st"
+            continue
         else
-            log "${names[$i]} (pid ${pids[$i]}) stopped; no exit status in $DIR/${names[$i]}.exit after ${EXIT_WAIT_S}s"
+            UNKNOWN+=("${names[$i]} (pid ${pids[$i]}) stopped; no exit status in $DIR/${names[$i]}.exit after ${EXIT_WAIT_S}s")
         fi
+        log "${UNKNOWN[-1]}"
     done
     for pidfile in "$@"; do
         rm -f "$pidfile"
@@ -165,10 +168,14 @@ stop_group() {
 }
 
 # check_dir: one "stop: check: ..." line per daemon of DIR that exited
-# non-zero (not in DIR/expected_exits) and per log with a sanitizer report;
-# returns 1 when there was any.
+# non-zero (not in DIR/expected_exits), per daemon stopped here whose status
+# is unknown, and per log with a sanitizer report; returns 1 when there was any.
 check_dir() {
-    local f name pid st bad=0 first summary
+    local f name pid st bad=0 first summary u
+    for u in ${UNKNOWN[@]+"${UNKNOWN[@]}"}; do
+        log "check: $u"
+        bad=1
+    done
     for f in "$DIR"/*.exit; do
         name=$(basename "$f" .exit)
         while read -r pid st _; do
