@@ -65,9 +65,14 @@ fail_one() {
 
 # ---- cmocka binaries ----------------------------------------------------------
 
-# source_tests SRC: the tests SRC's group lists (the function named first in
-# each cmocka_unit_test*() entry), for a binary that cannot name them itself.
-source_tests() { sed -n 's/.*cmocka_unit_test[a-z_]*( *\([A-Za-z0-9_]*\).*/\1/p' "$1"; }
+# source_tests SRC: the tests SRC's group lists, for a binary that cannot name
+# them itself: in the array `struct CMUnitTest tests[] = { ... };`, the first
+# name in each entry's parentheses (cmocka_unit_test*(NAME, ...), or a local
+# macro such as T(NAME)).
+source_tests() {
+    awk '/struct CMUnitTest tests\[\] = \{/ { on = 1; next } on && /^ *\};/ { on = 0 } on' "$1" |
+        grep -oE '\( *[A-Za-z_][A-Za-z0-9_]*' | sed 's/^( *//'
+}
 
 # cmocka_why NAME LOG RC: why the declared test NAME has no OK line.
 cmocka_why() {
