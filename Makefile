@@ -130,6 +130,8 @@ $(BIN)/stock-scriptbench: $(call obj,$(SB_SRC)) $(SH_LIB)
 
 TEST_LIBS := $(LIB_CMOCKA) $(LIB_EVENT) $(LIB_HIREDIS) $(LIB_NNG) $(LIB_CJSON) $(LIB_INIH) $(LIB_MYSQL)
 
+$(BUILD)/tests/%.o: CFLAGS += -Itests/lib
+
 $(BIN)/tests/%: $(BUILD)/tests/%.o $(call obj,$(TESTLIB_SRC)) $(SH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS) $(LIB_M)
@@ -154,7 +156,7 @@ lint:
 	clang-format --dry-run -Werror $(LINT_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	    -D_Noreturn='__attribute__((noreturn))' \
-	    --std=c11 --inline-suppr --suppress=missingIncludeSystem -Ishared $(LINT_FILES)
+	    --std=c11 --inline-suppr --suppress=missingIncludeSystem -Ishared -Itests/lib $(LINT_FILES)
 
 format:
 	clang-format -i $(LINT_FILES)

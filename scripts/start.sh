@@ -26,8 +26,9 @@
 #     routes to it) and every worker URL (ship.sync_urls); then the scheduler:
 #     HTTP on 127.0.0.1:PORT (default BASE_PORT+80), admin socket
 #     DIR/admin.sock, nodes.urls and sync.urls. Each runs in its own session (setsid), output to
-#     DIR/<name>.log (appended), pid in DIR/<name>.pid (written by the process
-#     itself just before exec, so it is always the daemon's own pid);
+#     DIR/<name>.log (appended), pid in DIR/<name>.pid (the daemon's own pid),
+#     and "PID STATUS" appended to DIR/<name>.exit when it exits (written by
+#     the shell that launched it and waits for it);
 #   - starts ONLY what is not running: a pid file whose process is alive and
 #     runs the same binary counts as running. After a crash the same command
 #     restarts just the missing process;
@@ -266,15 +267,22 @@ is_running() {
 STARTED=()   # "name pid" of what this invocation launched
 
 # launch NAME BINARY ARGS...: starts BINARY in its own session with output to
-# DIR/NAME.log; the pid file is written by the launched shell right before it
-# execs the binary, so it holds the daemon's pid whatever setsid does.
+# DIR/NAME.log, under a small shell that stays its parent: it writes the
+# daemon's pid to DIR/NAME.pid once the daemon is forked, waits for it, and
+# appends "PID STATUS" to DIR/NAME.exit when it ends (STATUS as the shell's $?:
+# 128+N after signal N). The daemon is not a child of stop.sh or of a test, so
+# this is the only process that can collect its exit status (stop.sh --check
+# reads it; a crash between stops is recorded too). A restart appends a line.
 launch() {
     local name=$1 pidfile="$DIR/$1.pid" logfile="$DIR/$1.log" pid deadline
     shift
     rm -f "$pidfile"
     printf '=== %s start.sh: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$logfile"
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-    setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+    # shellcheck disable=SC2016 # $! $? and $@ belong to the inner shell
+    setsid bash -c '"$@" & pid=$!
+        echo "$pid" >"$0.tmp" && mv "$0.tmp" "$0"
+        wait "$pid"
+        echo "$pid $?" >>"${0%.pid}.exit"' "$pidfile" "$@" \
         </dev/null >>"$logfile" 2>&1 &
     deadline=$((SECONDS + PIDFILE_TIMEOUT_S))
     until [ -s "$pidfile" ]; do

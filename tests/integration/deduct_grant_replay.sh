@@ -39,10 +39,7 @@ conserved() {
 }
 
 say "kill -9 the scheduler"
-pid=$(t_pid scheduler)
-kill -9 "$pid"
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "scheduler $pid did not die"
+t_kill9 scheduler
 
 before0=$(units 0)
 taken1=$(units 1)

@@ -32,12 +32,19 @@ t_expect "deduction on the first scheduler" 200
 # ---- helpers -------------------------------------------------------------------
 
 SECOND_PID=""
+# stop_second: SIGTERM (SIGKILL after 10 s) to the second scheduler, a child of
+# this shell; its exit status goes to T_DIR/scheduler-2.exit for the
+# teardown's check, like the daemons start.sh launched.
 stop_second() {
-    if [ -n "$SECOND_PID" ] && kill -0 "$SECOND_PID" 2>/dev/null; then
+    [ -n "$SECOND_PID" ] || return 0
+    if kill -0 "$SECOND_PID" 2>/dev/null; then
         kill -TERM "$SECOND_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SECOND_PID" 2>/dev/null || return 0; sleep 0.1; done
+        for _ in $(seq 1 100); do kill -0 "$SECOND_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SECOND_PID" 2>/dev/null || true
     fi
+    local st=0
+    wait "$SECOND_PID" 2>/dev/null || st=$?
+    echo "$SECOND_PID $st" >>"$T_DIR/scheduler-2.exit"
 }
 trap 'rc=$?; stop_second; (exit $rc); t_cleanup' EXIT
 
@@ -71,8 +78,9 @@ wait_log() {
 # ---- 1. a second scheduler takes over ----------------------------------------------
 
 e1=$(epoch_now)
-[[ "$e1" =~ ^[0-9]+$ ]] && [ "$e1" -ge 1 ] || fail "no lease epoch in Redis ('$e1')"
+if ! [[ "$e1" =~ ^[0-9]+$ ]] || [ "$e1" -lt 1 ]; then fail "no lease epoch in Redis ('$e1')"; fi
 first_pid=$(t_pid scheduler)
+t_expect_exit "$first_pid" 3 # it loses the lease to the second below
 grep -q "lease acquired key=$LEASE_KEY epoch=$e1 owner=[^ ]*:$first_pid:" "$T_DIR/scheduler.log" ||
     fail "the first scheduler did not log its lease with epoch $e1"
 say "ok: first scheduler (pid $first_pid) holds the lease, epoch $e1"

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_cluster.h"
@@ -1081,7 +1082,7 @@ static void test_cluster_left_healthy(void **state)
     sh_cluster_close(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
     /* TEST_LOG_LEVEL=info shows the router's slot map updates. */
@@ -1102,5 +1103,5 @@ int main(void)
         cmocka_unit_test(test_open_failures),
         cmocka_unit_test(test_cluster_left_healthy),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "cluster", tests, NULL, NULL);
 }

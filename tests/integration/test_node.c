@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_cluster.h"
@@ -1559,7 +1560,7 @@ static void test_h_sigterm(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_a_basic, test_setup),
@@ -1574,5 +1575,5 @@ int main(void)
         cmocka_unit_test_setup(test_h_sigterm, test_setup),
         cmocka_unit_test_setup(test_i_rerun_and_fence, test_setup),
     };
-    return cmocka_run_group_tests_name("stock-node", tests, group_setup, group_teardown);
+    return T_CMOCKA_MAIN(argc, argv, "stock-node", tests, group_setup, group_teardown);
 }

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_cluster.h"
@@ -1292,7 +1293,7 @@ static int test_setup(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_a_normal, test_setup),
@@ -1303,5 +1304,5 @@ int main(void)
         cmocka_unit_test_setup(test_f_ownership, test_setup),
         cmocka_unit_test_setup(test_g_sigterm, test_setup),
     };
-    return cmocka_run_group_tests_name("ship", tests, group_setup, group_teardown);
+    return T_CMOCKA_MAIN(argc, argv, "ship", tests, group_setup, group_teardown);
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_err.h"
@@ -1548,7 +1549,7 @@ static void test_duplicate_key_in_group(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_one_batch),
@@ -1567,5 +1568,5 @@ int main(void)
         cmocka_unit_test(test_mysql_down),
         cmocka_unit_test(test_duplicate_key_in_group),
     };
-    return cmocka_run_group_tests_name("syncd", tests, group_setup, group_teardown);
+    return T_CMOCKA_MAIN(argc, argv, "syncd", tests, group_setup, group_teardown);
 }

@@ -19,8 +19,19 @@
 # scripts/deps.sh). Facts about stock are read from Redis itself when the
 # point is to check the daemons' own reports.
 #
+# Teardown checks the daemons too: stop.sh --check fails the test when any
+# daemon of its dir exited non-zero (also a crash between restarts) or left a
+# sanitizer report ("AddressSanitizer", "LeakSanitizer", "runtime error") in
+# its log; a deliberate kill is declared with t_kill9 or t_expect_exit.
+#
+# A test is one check for tests/run.sh; a file that runs several declares them
+# in its header with a line `# checks: N` and reports each one that passed
+# with t_check (the harness counts the ones it never reported as failed).
+#
 # Environment (exported by tests/run.sh): INFRA_DIR, STOCK_BIN, STOCK_ROOT,
-# REDIS_SEED, BASE_PORT. KEEP_T_DIR=1 keeps the scratch dir after success too.
+# REDIS_SEED, BASE_PORT, STOCK_T_TMP (where the scratch dirs go, default /tmp:
+# the harness looks there for daemons a test left behind). KEEP_T_DIR=1 keeps
+# the scratch dir after success too.
 
 T_NAME=$(basename "$0" .sh)
 T_ROOT=${STOCK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -43,6 +54,8 @@ ADMIN_SOCKET=""
 say()  { printf '[%s] %s\n' "$T_NAME" "$*"; }
 fail() { printf '[%s] FAIL: %s\n' "$T_NAME" "$*" >&2; exit 1; }
 t_pass() { say "PASS"; exit 0; }
+# t_check LABEL: one declared check (`# checks: N`) passed.
+t_check() { say "check ok: $1"; }
 
 # assert_eq WHAT EXPECTED GOT
 assert_eq() {
@@ -101,12 +114,25 @@ t_pick_port() {
 # A SKU id unique to this run: NAME-<time><pid><random>.
 t_sku() { echo "$1-$(date +%s)$$${RANDOM}"; }
 
+# t_cleanup: the EXIT trap: stops the daemons and checks how they ended
+# (stop.sh --check); a test that passed fails when one of them exited
+# non-zero or left a sanitizer report. The scratch dir is kept on failure.
 t_cleanup() {
     local rc=$?
     trap - EXIT
     if [ -n "$T_DIR" ]; then
-        timeout "$T_STOP_TIMEOUT_S" bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" >/dev/null 2>&1 ||
-            printf '[%s] stop.sh failed for %s\n' "$T_NAME" "$T_DIR" >&2
+        local out src=0 line
+        out=$(timeout "$T_STOP_TIMEOUT_S" bash "$T_ROOT/scripts/stop.sh" --dir "$T_DIR" --check 2>&1) ||
+            src=$?
+        if [ "$src" -ne 0 ]; then
+            while IFS= read -r line; do
+                case "$line" in "stop: check: "*) printf '[%s] FAIL: daemon: %s\n' "$T_NAME" \
+                    "${line#stop: check: }" >&2 ;; esac
+            done <<<"$out"
+            [ "$src" -eq 1 ] || printf '[%s] FAIL: stop.sh --dir %s --check exited %s: %s\n' \
+                "$T_NAME" "$T_DIR" "$src" "$(tail -n 3 <<<"$out")" >&2
+            [ "$rc" -ne 0 ] || rc=1
+        fi
         if [ "$rc" -ne 0 ]; then
             local f
             for f in "$T_DIR"/scheduler.log "$T_DIR"/node-*.log; do
@@ -125,7 +151,7 @@ t_cleanup() {
 # t_start_daemons [start.sh options]: fresh dir, free port, start, trap.
 t_start_daemons() {
     t_require_infra
-    T_DIR=$(mktemp -d /tmp/stock-t-XXXXXX)
+    T_DIR=$(mktemp -d "${STOCK_T_TMP:-/tmp}/stock-t-XXXXXX")
     if [ ${#T_EXIT_HOOKS[@]} -gt 0 ]; then
         trap t_run_exit_hooks EXIT # hooks set before the daemons still run
     else
@@ -159,6 +185,11 @@ t_load_endpoints() {
 # t_pid NAME: the pid in T_DIR/NAME.pid ("" when none).
 t_pid() { tr -dc '0-9' <"$T_DIR/$1.pid" 2>/dev/null || true; }
 
+# t_expect_exit PID STATUS: the daemon PID of this test's dir is meant to end
+# with STATUS (e.g. 3 after losing the lease), so the teardown's check does not
+# count it as a failure.
+t_expect_exit() { echo "$1 $2" >>"$T_DIR/expected_exits"; }
+
 # t_kill9 NAME: SIGKILL the daemon of T_DIR/NAME.pid and wait until it is gone.
 t_kill9() {
     local pid i
@@ -166,6 +197,7 @@ t_kill9() {
     if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
         fail "$1 is not running (pid '$pid')"
     fi
+    t_expect_exit "$pid" 137
     kill -KILL "$pid"
     for ((i = 0; i < 100; i++)); do
         kill -0 "$pid" 2>/dev/null || { say "killed $1 (pid $pid) with SIGKILL"; return 0; }
@@ -402,8 +434,12 @@ t_own_infra() {
     T_OWN_INFRA=$(mktemp -d "/tmp/stock-$T_NAME-infra.XXXXXX")
     say "own infrastructure in $T_OWN_INFRA (base port $base, node timeout 1 s)"
     INFRA_REDIS_NODE_TIMEOUT_MS=1000 STOCK_BIN=$T_BIN timeout 300 bash "$T_ROOT/scripts/infra.sh" \
-        up --dir "$T_OWN_INFRA" --base-port "$base" >"$T_OWN_INFRA.log" 2>&1 ||
-        { t_own_infra_down; fail "infra.sh up failed: $(tail -5 "$T_OWN_INFRA.log")"; }
+        up --dir "$T_OWN_INFRA" --base-port "$base" >"$T_OWN_INFRA.log" 2>&1 || {
+        local why # read before t_own_infra_down removes the log
+        why=$(tail -n 12 "$T_OWN_INFRA.log" 2>&1)
+        t_own_infra_down
+        fail "infra.sh up failed: $why"
+    }
     rm -f "$T_OWN_INFRA.log"
     t_at_exit t_own_infra_down
     INFRA_DIR=$T_OWN_INFRA

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_cluster.h"
@@ -841,7 +842,7 @@ static void test_pipeline_noscript_reloads(void **state)
 #define T(fn)         cmocka_unit_test_setup_teardown(fn, setup_owner, teardown)
 #define T_REFUSED(fn) cmocka_unit_test_setup_teardown(fn, setup_refused, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
     /* Quiet by default: the router warns on every case these tests provoke. */
@@ -874,5 +875,5 @@ int main(void)
         T_REFUSED(test_pipeline_refused_is_not_unknown),
         T(test_pipeline_noscript_reloads),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "cluster_retry", tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_cluster.h"
 #include "sh_limits.h"
@@ -171,7 +172,7 @@ static void test_range_and_spread(void **state)
     assert_int_equal(distinct, SH_CLUSTER_SLOTS);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_keys),         cmocka_unit_test(test_hash_tags),
@@ -179,5 +180,5 @@ int main(void)
         cmocka_unit_test(test_long_keys),          cmocka_unit_test(test_length_not_nul),
         cmocka_unit_test(test_same_tag_same_slot), cmocka_unit_test(test_range_and_spread),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "cluster_slot", tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_config.h"
 
@@ -193,7 +194,7 @@ static void test_long_line(void **state)
     assert_non_null(strstr(err, "longer"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -209,5 +210,5 @@ int main(void)
         cmocka_unit_test(test_file_and_overrides),
         cmocka_unit_test(test_long_line),
     };
-    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "config", tests, NULL, NULL);
 }

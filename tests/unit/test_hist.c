@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_hist.h"
 
@@ -169,12 +170,12 @@ static void test_merge(void **state)
     free(all);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uniform),           cmocka_unit_test(test_long_tail),
         cmocka_unit_test(test_small_exact),       cmocka_unit_test(test_empty_and_clamp),
         cmocka_unit_test(test_buckets_monotonic), cmocka_unit_test(test_merge),
     };
-    return cmocka_run_group_tests_name("hist", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "hist", tests, NULL, NULL);
 }

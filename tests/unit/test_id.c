@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_id.h"
 #include "sh_limits.h"
@@ -71,7 +72,7 @@ static void test_sku_no_colon(void **state)
     assert_int_equal(sh_id_check_order("b:c", 3), SH_OK);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_ids),
@@ -80,5 +81,5 @@ int main(void)
         cmocka_unit_test(test_lengths),
         cmocka_unit_test(test_sku_no_colon),
     };
-    return cmocka_run_group_tests_name("id", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "id", tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "../../bench/loadgen/lg_gen.c"
 #include "../../bench/loadgen/lg_opts.c"
@@ -954,7 +955,7 @@ static void test_verify_result_json(void **state)
     free(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_opts_full_line),
@@ -975,5 +976,5 @@ int main(void)
         cmocka_unit_test(test_verify_judge),
         cmocka_unit_test(test_verify_result_json),
     };
-    return cmocka_run_group_tests_name("loadgen", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "loadgen", tests, NULL, NULL);
 }

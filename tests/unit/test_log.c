@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "sh_clock.h"
 #include "sh_err.h"
@@ -111,12 +112,12 @@ static void test_clock(void **state)
     assert_true(sh_clock_wall_ms() > 1704067200000ull);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),      cmocka_unit_test(test_long_line_truncated),
         cmocka_unit_test(test_level_parse), cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_clock),
     };
-    return cmocka_run_group_tests_name("log", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "log", tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "../../scheduler/sch_registry.c"
 
@@ -258,7 +259,7 @@ static void test_remaining_and_observe(void **state)
     sch_registry_free(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_find_limits_duplicates),
@@ -269,5 +270,5 @@ int main(void)
         cmocka_unit_test(test_inflight_accounting),
         cmocka_unit_test(test_remaining_and_observe),
     };
-    return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "registry", tests, NULL, NULL);
 }

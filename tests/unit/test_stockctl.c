@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "../../scheduler/stockctl/ctl_args.c"
 #include "../../scheduler/stockctl/ctl_fmt.c"
@@ -1112,7 +1113,7 @@ static void test_sock_reply(void **state)
     unlink(path);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -1137,5 +1138,5 @@ int main(void)
         cmocka_unit_test(test_sock_errors),
         cmocka_unit_test(test_sock_reply),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "stockctl", tests, NULL, NULL);
 }

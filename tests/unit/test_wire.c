@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -2424,7 +2425,7 @@ static void test_fuzz(void **state)
     assert_true(ok > 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_deduct_req),
@@ -2462,5 +2463,5 @@ int main(void)
         cmocka_unit_test(test_str_set),
         cmocka_unit_test(test_fuzz),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "wire", tests, NULL, NULL);
 }
