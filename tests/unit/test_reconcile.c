@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "t_cmocka.h"
 
 #include "../../scheduler/sch_reconcile.c"
 #include "../../scheduler/sch_sync.c"
@@ -305,7 +306,7 @@ static void test_many_orders(void **state)
     sch_rc_union_free(u);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_record_restored),
@@ -316,5 +317,5 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_many_orders),
     };
-    return cmocka_run_group_tests_name("reconcile", tests, NULL, NULL);
+    return T_CMOCKA_MAIN(argc, argv, "reconcile", tests, NULL, NULL);
 }
