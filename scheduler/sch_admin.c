@@ -3,11 +3,14 @@
  * Operators (stockctl, socat, tests) reach the live scheduler here without going
  * through the HTTP front: the registry as the loop thread sees it, SKU loading
  * and restocks through the catalog (MySQL, via a sync worker), the invariant
- * audit (Redis, and Redis against MySQL) and the counters. It runs on the
- * scheduler's own event loop, so it reads the registry and calls the pool
- * without locks (sch_ctx.h); the price is that a slow command (an audit reads
- * Redis and asks a sync worker) holds the loop for its duration, which is fine
- * for an operator's tool and bounded by the router's and sync.timeout_ms.
+ * audit (Redis, and Redis against MySQL), the repair of a diverged partition
+ * and the counters. It runs on the scheduler's own event loop, so it reads the
+ * registry and calls the pool without locks (sch_ctx.h); a short command
+ * (sku load, restock: one sync worker round trip) holds the loop for its
+ * duration, bounded by the router's and sync.timeout_ms. The long ones (audit,
+ * partition reconcile: every record of a SKU or partition) run on the
+ * operator thread (sch_jobs.h) and answer when done; meanwhile that client's
+ * next lines wait and the loop serves everything else.
  *
  * Everything a client can make us hold is bounded: SCH_ADMIN_CLIENTS_MAX
  * connections (more are closed at accept), one line of at most
